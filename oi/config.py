@@ -1,0 +1,254 @@
+"""Configuration: the only module that reads the environment.
+
+Entry points call :func:`load_dotenv` (python-dotenv) and then :func:`from_env`; everything else receives a
+:class:`Config`. Invalid values raise :class:`ConfigError` naming the variable, so a typo in `.env` stops the
+service at start-up instead of surfacing as odd behaviour at 09:15.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+# Dhan's security ids of the index underlyings (segment IDX_I). NIFTY is from Dhan's docs; the others come from
+# third-party code, so operators can override or extend them with OI_UNDERLYINGS="SYMBOL:ID[:SEGMENT],...".
+DEFAULT_UNDERLYINGS: dict[str, tuple[int, str]] = {
+    "NIFTY": (13, "IDX_I"),
+    "BANKNIFTY": (25, "IDX_I"),
+    "FINNIFTY": (27, "IDX_I"),
+    "MIDCPNIFTY": (442, "IDX_I"),
+    "SENSEX": (51, "IDX_I"),
+}
+
+# Names that must never be printed, logged or rendered. Used by the log filter and by tests that grep outputs.
+SECRET_VARIABLES = (
+    "DHAN_ACCESS_TOKEN",
+    "AWS_SECRET_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "CLOUDFLARE_API_TOKEN",
+    "TELEGRAM_BOT_TOKEN",
+    "S3_REFERER_SECRET",
+    "ORIGIN_SECRET",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # Market data source
+    source: str = "demo"
+    dhan_client_id: str = ""
+    dhan_access_token: str = field(default="", repr=False)
+    dhan_api_base: str = "https://api.dhan.co/v2"
+    dhan_timeout_seconds: float = 10.0
+    dhan_min_interval_seconds: float = 3.0
+    underlyings: dict[str, tuple[int, str]] = field(default_factory=lambda: dict(DEFAULT_UNDERLYINGS))
+    symbols: tuple[str, ...] = ("NIFTY", "BANKNIFTY")
+    expiries_per_symbol: int = 1
+    strikes_around_atm: int = 10
+    demo_seed: int = 7
+    # Store
+    mongo_uri: str = field(default="", repr=False)
+    mongo_db: str = "oi"
+    data_dir: Path = Path("var")
+    # Clock and calendar
+    market_always_open: bool = False
+    now: datetime | None = None
+    extra_holidays: frozenset[date] = frozenset()
+    holidays_file: Path | None = None
+    # Web
+    host: str = "127.0.0.1"
+    port: int = 5000
+    start_refresher: bool = True
+    # Publishing (issue #3) and DNS (issue #4)
+    aws_region: str = "ap-south-1"
+    aws_access_key: str = field(default="", repr=False)
+    aws_secret_key: str = field(default="", repr=False)
+    s3_bucket: str = ""
+    archive_bucket: str = ""
+    s3_referer_secret: str = field(default="", repr=False)
+    snapshot_max_lag_minutes: int = 30
+    cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
+    cloudflare_api_token: str = field(default="", repr=False)
+    cloudflare_zone_id: str = ""
+    cloudflare_proxied: bool = True
+    domain_name: str = ""
+    target_cname: str = ""
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_chat_id: str = ""
+    ec2_instance_id: str = ""
+    ec2_public_ip: str = ""
+    imds_base: str = "http://169.254.169.254"
+    scheduler_role_arn: str = ""
+    schedule_start: str = "08:50"
+    schedule_stop: str = "15:45"
+    schedule_timezone: str = "Asia/Kolkata"
+
+    @property
+    def refresh_period_seconds(self) -> float:
+        """How long one full round over every (symbol, expiry) takes at the global pace."""
+        return self.dhan_min_interval_seconds * max(1, len(self.symbols) * self.expiries_per_symbol)
+
+    def secrets(self) -> list[str]:
+        """Secret values in force, for redaction."""
+        values = [
+            self.dhan_access_token,
+            self.aws_secret_key,
+            self.cloudflare_api_token,
+            self.telegram_bot_token,
+            self.s3_referer_secret,
+        ]
+        return [v for v in values if v and len(v) >= 4]
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={env[name]!r} is not a boolean (use 1 or 0)")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _dates(env: Mapping[str, str], name: str) -> frozenset[date]:
+    out = set()
+    for part in env.get(name, "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.add(date.fromisoformat(part))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not a date (YYYY-MM-DD)") from None
+    return frozenset(out)
+
+
+def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        datetime.strptime(raw, "%H:%M")
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a time of day (HH:MM)") from None
+    return raw
+
+
+def _underlyings(env: Mapping[str, str]) -> dict[str, tuple[int, str]]:
+    table = dict(DEFAULT_UNDERLYINGS)
+    for part in env.get("OI_UNDERLYINGS", "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        bits = part.split(":")
+        if len(bits) not in (2, 3) or not bits[1].strip().isdigit():
+            raise ConfigError(f"OI_UNDERLYINGS: {part!r} is not SYMBOL:SECURITY_ID[:SEGMENT]")
+        segment = bits[2].strip() if len(bits) == 3 else "IDX_I"
+        table[bits[0].strip().upper()] = (int(bits[1]), segment)
+    return table
+
+
+def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
+    """Parse an ISO-8601 timestamp that must carry its UTC offset (a naive time is ambiguous: IST or UTC?)."""
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an ISO-8601 timestamp") from None
+    if value.tzinfo is None:
+        raise ConfigError(f"{name}={raw!r} needs a UTC offset, e.g. 2026-11-23T10:00:00+05:30")
+    return value
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Config:
+    """Build a validated :class:`Config` from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    get = lambda name, default="": env.get(name, default).strip()  # noqa: E731
+
+    client_id, token = get("DHAN_CLIENT_ID"), get("DHAN_ACCESS_TOKEN")
+    source = get("OI_SOURCE").lower() or ("dhan" if client_id and token else "demo")
+    if source not in {"dhan", "demo"}:
+        raise ConfigError(f"OI_SOURCE={source!r} must be 'dhan' or 'demo'")
+    if source == "dhan" and not (client_id and token):
+        raise ConfigError("OI_SOURCE=dhan needs DHAN_CLIENT_ID and DHAN_ACCESS_TOKEN")
+
+    underlyings = _underlyings(env)
+    symbols = tuple(dict.fromkeys(s.strip().upper() for s in get("OI_SYMBOLS", "NIFTY,BANKNIFTY").split(",")))
+    symbols = tuple(s for s in symbols if s)
+    if not symbols:
+        raise ConfigError("OI_SYMBOLS is empty")
+    unknown = [s for s in symbols if s not in underlyings]
+    if unknown:
+        raise ConfigError(f"OI_SYMBOLS: unknown symbol(s) {', '.join(unknown)}; add them with OI_UNDERLYINGS")
+
+    dhan_api_base = get("DHAN_API_BASE", "https://api.dhan.co/v2").rstrip("/")
+    if not dhan_api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"DHAN_API_BASE={dhan_api_base!r} must be an http(s) URL")
+
+    now_raw = get("OI_NOW")
+    holidays_file = get("OI_HOLIDAYS_FILE")
+    return Config(
+        source=source,
+        dhan_client_id=client_id,
+        dhan_access_token=token,
+        dhan_api_base=dhan_api_base,
+        dhan_timeout_seconds=_number(env, "DHAN_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+        dhan_min_interval_seconds=_number(env, "DHAN_MIN_INTERVAL_SECONDS", 3.0, minimum=0.01),
+        underlyings=underlyings,
+        symbols=symbols,
+        expiries_per_symbol=int(_number(env, "OI_EXPIRIES_PER_SYMBOL", 1, int, minimum=1)),
+        strikes_around_atm=int(_number(env, "OI_STRIKES_AROUND_ATM", 10, int, minimum=1)),
+        demo_seed=int(_number(env, "OI_DEMO_SEED", 7, int)),
+        mongo_uri=get("MONGO_URI"),
+        mongo_db=get("MONGO_DB", "oi") or "oi",
+        data_dir=Path(get("OI_DATA_DIR", "var") or "var"),
+        market_always_open=_bool(env, "OI_MARKET_ALWAYS_OPEN", False),
+        now=parse_now(now_raw) if now_raw else None,
+        extra_holidays=_dates(env, "OI_HOLIDAYS"),
+        holidays_file=Path(holidays_file) if holidays_file else None,
+        host=get("HOST", "127.0.0.1") or "127.0.0.1",
+        port=int(_number(env, "PORT", 5000, int, minimum=1)),
+        start_refresher=_bool(env, "OI_REFRESHER", True),
+        aws_region=get("AWS_REGION", "ap-south-1") or "ap-south-1",
+        aws_access_key=get("AWS_ACCESS_KEY"),
+        aws_secret_key=get("AWS_SECRET_KEY"),
+        s3_bucket=get("S3_BUCKET_NAME"),
+        archive_bucket=get("ARCHIVE_BUCKET"),
+        s3_referer_secret=get("S3_REFERER_SECRET"),
+        snapshot_max_lag_minutes=int(_number(env, "OI_SNAPSHOT_MAX_LAG_MINUTES", 30, int)),
+        cloudflare_api_base=get("CLOUDFLARE_API_BASE", "https://api.cloudflare.com/client/v4").rstrip("/"),
+        cloudflare_api_token=get("CLOUDFLARE_API_TOKEN"),
+        cloudflare_zone_id=get("CLOUDFLARE_ZONE_ID"),
+        cloudflare_proxied=_bool(env, "CLOUDFLARE_PROXIED", True),
+        domain_name=get("DOMAIN_NAME"),
+        target_cname=get("TARGET_CNAME"),
+        telegram_api_base=get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
+        telegram_bot_token=get("TELEGRAM_BOT_TOKEN"),
+        telegram_chat_id=get("TELEGRAM_CHAT_ID"),
+        ec2_instance_id=get("EC2_INSTANCE_ID"),
+        ec2_public_ip=get("EC2_PUBLIC_IP"),
+        imds_base=get("IMDS_BASE", "http://169.254.169.254").rstrip("/"),
+        scheduler_role_arn=get("SCHEDULER_ROLE_ARN"),
+        schedule_start=_hhmm(env, "SCHEDULE_START", "08:50"),
+        schedule_stop=_hhmm(env, "SCHEDULE_STOP", "15:45"),
+        schedule_timezone=get("SCHEDULE_TIMEZONE", "Asia/Kolkata") or "Asia/Kolkata",
+    )
