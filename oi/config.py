@@ -66,6 +66,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 5000
     start_refresher: bool = True
+    log_level: str = "INFO"
     # Publishing (issue #3) and DNS (issue #4)
     aws_region: str = "ap-south-1"
     aws_access_key: str = field(default="", repr=False)
@@ -143,6 +144,13 @@ def _dates(env: Mapping[str, str], name: str) -> frozenset[date]:
         except ValueError:
             raise ConfigError(f"{name}: {part!r} is not a date (YYYY-MM-DD)") from None
     return frozenset(out)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().upper() or default
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return raw
 
 
 def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
@@ -228,6 +236,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         host=get("HOST", "127.0.0.1") or "127.0.0.1",
         port=int(_number(env, "PORT", 5000, int, minimum=1)),
         start_refresher=_bool(env, "OI_REFRESHER", True),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         aws_region=get("AWS_REGION", "ap-south-1") or "ap-south-1",
         aws_access_key=get("AWS_ACCESS_KEY"),
         aws_secret_key=get("AWS_SECRET_KEY"),

@@ -1,0 +1,37 @@
+"""Logging setup shared by the entry points: one line per event, secrets redacted wherever they appear."""
+
+from __future__ import annotations
+
+import logging
+
+from oi.config import Config
+
+
+class RedactSecrets(logging.Filter):
+    """Replace any secret value found in a record's final message with ``***``."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+                record.exc_info = None
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(config.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
+    # APScheduler logs every run of every job at INFO: one line a second of noise.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,70 @@
+"""The one normalized option-chain model every source produces and every consumer reads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One side (CE or PE) of one strike. OI and volume are in units (lots × lot size), as Dhan reports them."""
+
+    oi: int = 0
+    previous_oi: int = 0
+    ltp: float = 0.0
+    previous_close: float = 0.0
+    volume: int = 0
+    iv: float = 0.0  # percent; 0 means "not available" (illiquid leg, expiry day)
+    delta: float = 0.0
+    gamma: float = 0.0
+    theta: float = 0.0
+    vega: float = 0.0
+    bid: float = 0.0
+    bid_qty: int = 0
+    ask: float = 0.0
+    ask_qty: int = 0
+
+    @property
+    def oi_change(self) -> int:
+        return self.oi - self.previous_oi
+
+
+@dataclass(frozen=True, slots=True)
+class Strike:
+    strike: float
+    ce: Leg = field(default_factory=Leg)
+    pe: Leg = field(default_factory=Leg)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionChain:
+    symbol: str
+    expiry: str  # YYYY-MM-DD
+    spot: float
+    as_of: datetime  # timezone-aware
+    strikes: tuple[Strike, ...]  # ascending by strike
+    source: str
+
+    def to_doc(self) -> dict:
+        """A storable document: plain types only, so every MongoDB stand-in round-trips it unchanged."""
+        return {
+            "symbol": self.symbol,
+            "expiry": self.expiry,
+            "spot": self.spot,
+            "as_of": self.as_of.isoformat(),
+            "ts": self.as_of.timestamp(),
+            "source": self.source,
+            "strikes": [[s.strike, list(asdict(s.ce).values()), list(asdict(s.pe).values())] for s in self.strikes],
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> OptionChain:
+        return cls(
+            symbol=doc["symbol"],
+            expiry=doc["expiry"],
+            spot=float(doc["spot"]),
+            as_of=datetime.fromisoformat(doc["as_of"]),
+            source=doc["source"],
+            strikes=tuple(Strike(float(k), Leg(*ce), Leg(*pe)) for k, ce, pe in doc["strikes"]),
+        )

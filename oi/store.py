@@ -1,0 +1,251 @@
+"""MongoDB repository: latest chain per (symbol, expiry), per-minute history, expiry lists, lease and pace gate.
+
+It uses a deliberately small subset of the pymongo API that behaves the same on MongoDB, mongomock(-ng) and the
+embedded on-disk default (montydb on SQLite), and the contract tests run it against each of them:
+
+* ``find_one``/``find`` by ``_id`` or equality, ``$lt``/``$lte``/``$gte``, ``$or``; ``sort`` + ``limit``;
+* ``insert_one`` (DuplicateKeyError on a taken ``_id``), ``replace_one(upsert=True)`` with ``_id`` repeated in the
+  replacement (montydb otherwise invents a new id), ``update_one`` with ``$set``/``$inc``;
+* ``list_collection_names``/``drop_collection``. No indexes, TTL, ``aggregate`` or ``bulk_write``.
+
+montydb scans a whole collection for every query and has no indexes, so data is shaped to keep every collection
+small: ``latest`` holds one document per (symbol, expiry); history lives in one collection per session day
+(``history_YYYYMMDD``), at most one snapshot per minute, written with ``insert_one`` so a write never scans. Old
+days are dropped whole (:meth:`Store.prune`). montydb's read-modify-write updates are not atomic across processes,
+so on the embedded store the lease, pace gate and version counter take an ``flock`` on a file beside the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from oi.market.calendar import IST
+from oi.market.model import OptionChain
+
+log = logging.getLogger(__name__)
+
+HISTORY_PREFIX = "history_"
+
+
+def _duplicate_key_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = []
+    for module, name in (
+        ("pymongo.errors", "DuplicateKeyError"),
+        ("mongomock", "DuplicateKeyError"),
+        ("mongomock_ng", "DuplicateKeyError"),
+        ("montydb.errors", "DuplicateKeyError"),
+    ):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+    return tuple(errors)
+
+
+DUPLICATE_KEY = _duplicate_key_errors()
+
+
+def minute_id(chain: OptionChain) -> str:
+    return f"{chain.symbol}|{chain.expiry}|{chain.as_of.astimezone(IST):%H%M}"
+
+
+def history_collection(day: date) -> str:
+    return f"{HISTORY_PREFIX}{day:%Y%m%d}"
+
+
+class Store:
+    """Repository over a pymongo-compatible ``Database``. ``lock_path`` set → cross-process flock (embedded)."""
+
+    def __init__(self, db: Any, backend: str, lock_path: Path | None = None) -> None:
+        self.db = db
+        self.backend = backend
+        self._lock_path = lock_path
+        # montydb's shared SQLite connection is not thread-safe; pymongo is, and the lock costs nothing noticeable
+        # because requests are served from memory, not from the store.
+        self._thread_lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Serialize a read-modify-write across threads, and across processes on the embedded store."""
+        with self._thread_lock:
+            if self._lock_path is None:
+                yield
+                return
+            with open(self._lock_path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # --- chains -------------------------------------------------------------------------------------------------
+    def save_chain(self, chain: OptionChain) -> bool:
+        """Store as latest; keep the first snapshot of each minute as history. Returns True if history grew."""
+        doc = chain.to_doc()
+        key = f"{chain.symbol}|{chain.expiry}"
+        with self._atomic():
+            self.db.latest.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
+            grew = True
+            try:
+                self.db[history_collection(chain.as_of.astimezone(IST).date())].insert_one(
+                    {"_id": minute_id(chain), **doc}
+                )
+            except DUPLICATE_KEY:
+                grew = False
+            self._bump_version()
+        return grew
+
+    def latest(self, symbol: str, expiry: str) -> OptionChain | None:
+        with self._thread_lock:
+            doc = self.db.latest.find_one({"_id": f"{symbol}|{expiry}"})
+        return OptionChain.from_doc(doc) if doc else None
+
+    def latest_all(self) -> list[OptionChain]:
+        with self._thread_lock:
+            docs = list(self.db.latest.find({}))
+        return [OptionChain.from_doc(d) for d in docs]
+
+    def history(
+        self, symbol: str, expiry: str, day: date, until: datetime | None = None, limit: int | None = None
+    ) -> list[OptionChain]:
+        """The day's per-minute snapshots of (symbol, expiry), oldest first; optionally only up to `until`."""
+        query: dict[str, Any] = {"symbol": symbol, "expiry": expiry}
+        if until is not None:
+            query["ts"] = {"$lte": until.timestamp()}
+        with self._thread_lock:
+            cursor = self.db[history_collection(day)].find(query).sort("ts", -1 if limit else 1)
+            docs = list(cursor.limit(limit) if limit else cursor)
+        if limit:
+            docs.reverse()
+        return [OptionChain.from_doc(d) for d in docs]
+
+    def history_days(self) -> list[date]:
+        with self._thread_lock:
+            names = self.db.list_collection_names()
+        days = []
+        for name in names:
+            if name.startswith(HISTORY_PREFIX):
+                with contextlib.suppress(ValueError):
+                    days.append(datetime.strptime(name[len(HISTORY_PREFIX) :], "%Y%m%d").date())
+        return sorted(days)
+
+    def prune(self, today: date, keep_days: int) -> list[date]:
+        """Drop history days older than `keep_days`; returns the dropped days."""
+        cutoff = today - timedelta(days=keep_days)
+        dropped = [d for d in self.history_days() if d < cutoff]
+        with self._atomic():
+            for day in dropped:
+                self.db.drop_collection(history_collection(day))
+        return dropped
+
+    # --- expiry lists -------------------------------------------------------------------------------------------
+    def save_expiries(self, symbol: str, expiries: list[str], fetched_on: date) -> None:
+        with self._atomic():
+            self.db.expiries.replace_one(
+                {"_id": symbol},
+                {"_id": symbol, "expiries": list(expiries), "fetched_on": fetched_on.isoformat()},
+                upsert=True,
+            )
+            self._bump_version()
+
+    def expiries(self, symbol: str) -> tuple[list[str], date] | None:
+        with self._thread_lock:
+            doc = self.db.expiries.find_one({"_id": symbol})
+        if not doc:
+            return None
+        return list(doc["expiries"]), date.fromisoformat(doc["fetched_on"])
+
+    # --- version stamp: how other processes notice new data without re-reading it -------------------------------
+    def _bump_version(self) -> None:
+        self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1}}, upsert=True)
+
+    def version(self) -> int:
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": "version"})
+        return int(doc["n"]) if doc else 0
+
+    # --- lease (single-flight refresher) and pace gate ----------------------------------------------------------
+    def _claim(self, key: str, condition: dict, update: dict) -> bool:
+        """Atomically apply `update` to meta[key] if `condition` holds, creating it if absent."""
+        with self._atomic():
+            if self.db.meta.update_one({"_id": key, **condition}, {"$set": update}).matched_count:
+                return True
+            try:
+                self.db.meta.insert_one({"_id": key, **update})
+                return True
+            except DUPLICATE_KEY:
+                return False
+
+    def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Take or renew the lease `name` for `holder` until now + ttl; False while someone else holds it."""
+        return self._claim(
+            f"lease:{name}",
+            {"$or": [{"holder": holder}, {"expires": {"$lt": now}}]},
+            {"holder": holder, "expires": now + ttl},
+        )
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._atomic():
+            self.db.meta.update_one({"_id": f"lease:{name}", "holder": holder}, {"$set": {"expires": 0.0}})
+
+    def lease_holder(self, name: str, now: float) -> str | None:
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": f"lease:{name}"})
+        return doc["holder"] if doc and doc["expires"] >= now else None
+
+    def claim_slot(self, name: str, now: float, interval: float) -> bool:
+        """The global pace: True (and the next slot moves to now + interval) only if the slot is due."""
+        return self._claim(f"pace:{name}", {"next_at": {"$lte": now}}, {"next_at": now + interval, "last_at": now})
+
+    def delay_slot(self, name: str, until: float) -> None:
+        """Push the next slot out (back-off after a rate limit); never pulls it earlier."""
+        with self._atomic():
+            self.db.meta.update_one({"_id": f"pace:{name}", "next_at": {"$lt": until}}, {"$set": {"next_at": until}})
+
+    # --- refresher status shared with every worker --------------------------------------------------------------
+    def set_status(self, status: dict) -> None:
+        with self._atomic():
+            self.db.meta.replace_one({"_id": "status"}, {"_id": "status", **status}, upsert=True)
+            self._bump_version()
+
+    def status(self) -> dict:
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": "status"}) or {}
+        doc.pop("_id", None)
+        return doc
+
+    def ping(self) -> bool:
+        try:
+            with self._thread_lock:
+                self.db.meta.find_one({"_id": "version"})
+            return True
+        except Exception:  # noqa: BLE001 - any failure here means "store down" for /healthz
+            log.warning("store ping failed", exc_info=True)
+            return False
+
+
+def open_store(mongo_uri: str, mongo_db: str, data_dir: Path) -> Store:
+    """MongoDB when `mongo_uri` is set (``mongomock://`` → in-memory double), else the embedded on-disk store."""
+    if mongo_uri.startswith("mongomock://"):
+        import mongomock
+
+        return Store(mongomock.MongoClient()[mongo_db], "mongomock")
+    if mongo_uri:
+        import pymongo
+
+        client = pymongo.MongoClient(
+            mongo_uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=10000
+        )
+        return Store(client[mongo_db], "mongodb")
+    from montydb import MontyClient, set_storage
+
+    path = Path(data_dir) / "montydb"
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "monty.storage.cfg").exists():
+        set_storage(str(path), storage="sqlite", use_bson=False)
+    return Store(MontyClient(str(path))[mongo_db], "embedded", lock_path=path / "store.lock")

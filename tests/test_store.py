@@ -1,0 +1,127 @@
+"""One contract suite, run against every MongoDB backend available here.
+
+Real MongoDB is not installable on these machines; set OI_TEST_MONGO_URI to run the suite against one.
+"""
+
+import os
+from datetime import date, datetime, timedelta
+
+import mongomock
+import pytest
+
+from oi.market.calendar import IST
+from oi.market.model import Leg, OptionChain, Strike
+from oi.store import Store, open_store
+
+T0 = datetime(2026, 11, 23, 9, 15, 3, tzinfo=IST)
+
+
+def _mongomock_ng():
+    mongomock_ng = pytest.importorskip("mongomock_ng")
+    return Store(mongomock_ng.MongoClient()["oi"], "mongomock-ng")
+
+
+def _real_mongo():
+    uri = os.environ.get("OI_TEST_MONGO_URI")
+    if not uri:
+        pytest.skip("OI_TEST_MONGO_URI not set: no MongoDB server on this machine")
+    store = open_store(uri, "oi_contract_test", None)
+    store.db.client.drop_database("oi_contract_test")
+    return store
+
+
+@pytest.fixture(params=["mongomock", "mongomock-ng", "embedded", "mongodb"])
+def backend(request, tmp_path):
+    if request.param == "mongomock":
+        return Store(mongomock.MongoClient()["oi"], "mongomock")
+    if request.param == "mongomock-ng":
+        return _mongomock_ng()
+    if request.param == "embedded":
+        return open_store("", "oi", tmp_path)
+    return _real_mongo()
+
+
+def chain(symbol="NIFTY", expiry="2026-11-24", at=T0, oi=100, spot=23850.0):
+    return OptionChain(symbol, expiry, spot, at, (Strike(23850.0, Leg(oi=oi, previous_oi=90), Leg(oi=7)),), "demo")
+
+
+def test_latest_is_one_document_per_symbol_expiry(backend):
+    backend.save_chain(chain(oi=1))
+    backend.save_chain(chain(oi=2, at=T0 + timedelta(seconds=6)))
+    backend.save_chain(chain(expiry="2026-12-01", oi=3))
+    assert backend.latest("NIFTY", "2026-11-24").strikes[0].ce.oi == 2
+    assert sorted((c.expiry, c.strikes[0].ce.oi) for c in backend.latest_all()) == [("2026-11-24", 2), ("2026-12-01", 3)]
+    assert backend.latest("NIFTY", "2099-01-01") is None
+
+
+def test_history_keeps_first_snapshot_of_each_minute(backend):
+    grew = [backend.save_chain(chain(oi=i, at=T0 + timedelta(seconds=20 * i))) for i in range(7)]
+    # 09:15:03, :23, :43 → minute 09:15; 09:16:03, :23, :43 → 09:16; 09:17:03 → 09:17
+    assert grew == [True, False, False, True, False, False, True]
+    history = backend.history("NIFTY", "2026-11-24", T0.date())
+    assert [c.strikes[0].ce.oi for c in history] == [0, 3, 6]
+    assert [c.as_of for c in history] == sorted(c.as_of for c in history)
+    until = backend.history("NIFTY", "2026-11-24", T0.date(), until=T0 + timedelta(seconds=90))
+    assert [c.strikes[0].ce.oi for c in until] == [0, 3]
+    assert [c.strikes[0].ce.oi for c in backend.history("NIFTY", "2026-11-24", T0.date(), limit=1)] == [6]
+    assert backend.history("BANKNIFTY", "2026-11-24", T0.date()) == []
+
+
+def test_round_trip_is_exact(backend):
+    c = chain()
+    backend.save_chain(c)
+    assert backend.latest("NIFTY", "2026-11-24") == c
+    assert backend.history("NIFTY", "2026-11-24", T0.date()) == [c]
+
+
+def test_expiry_lists(backend):
+    assert backend.expiries("NIFTY") is None
+    backend.save_expiries("NIFTY", ["2026-11-24", "2026-12-01"], date(2026, 11, 23))
+    backend.save_expiries("NIFTY", ["2026-12-01"], date(2026, 11, 25))
+    assert backend.expiries("NIFTY") == (["2026-12-01"], date(2026, 11, 25))
+
+
+def test_version_moves_on_every_write(backend):
+    v0 = backend.version()
+    backend.save_chain(chain())
+    v1 = backend.version()
+    backend.save_expiries("NIFTY", ["2026-11-24"], date(2026, 11, 23))
+    v2 = backend.version()
+    backend.set_status({"error": "x"})
+    assert v0 < v1 < v2 < backend.version()
+    assert backend.status() == {"error": "x"}
+
+
+def test_lease_is_exclusive_until_it_expires(backend):
+    assert backend.acquire_lease("r", "a", now=100.0, ttl=10)
+    assert not backend.acquire_lease("r", "b", now=105.0, ttl=10)
+    assert backend.acquire_lease("r", "a", now=105.0, ttl=10)  # renewal
+    assert backend.lease_holder("r", 110.0) == "a"
+    assert not backend.acquire_lease("r", "b", now=114.9, ttl=10)
+    assert backend.acquire_lease("r", "b", now=115.1, ttl=10)  # a stopped renewing
+    assert backend.lease_holder("r", 116.0) == "b"
+    backend.release_lease("r", "b")
+    assert backend.acquire_lease("r", "a", now=116.0, ttl=10)
+
+
+def test_pace_slot_and_backoff(backend):
+    assert backend.claim_slot("p", 100.0, 3)
+    assert not backend.claim_slot("p", 102.9, 3)
+    assert backend.claim_slot("p", 103.0, 3)
+    backend.delay_slot("p", 200.0)
+    assert not backend.claim_slot("p", 150.0, 3)
+    backend.delay_slot("p", 120.0)  # never pulls the slot earlier
+    assert not backend.claim_slot("p", 199.0, 3)
+    assert backend.claim_slot("p", 200.0, 3)
+
+
+def test_prune_drops_whole_days(backend):
+    for days in (0, 1, 40):
+        backend.save_chain(chain(at=T0 - timedelta(days=days)))
+    dropped = backend.prune(T0.date(), keep_days=30)
+    assert dropped == [T0.date() - timedelta(days=40)]
+    assert backend.history_days() == [T0.date() - timedelta(days=1), T0.date()]
+
+
+def test_ping(backend):
+    assert backend.ping()
