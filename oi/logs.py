@@ -33,5 +33,5 @@ def setup_logging(config: Config) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log_level)
-    # APScheduler logs every run of every job at INFO: one line a second of noise.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # APScheduler logs every run at INFO and every skipped (coalesced) tick at WARNING: noise, not news.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))

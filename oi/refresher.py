@@ -141,7 +141,7 @@ class Refresher:
         except DhanError as exc:
             self._on_error(exc, symbol)
             return f"{label}: {exc.kind}"
-        except Exception as exc:  # noqa: BLE001 - the refresher thread must survive anything (store down, bugs)
+        except Exception as exc:
             log.exception("refresh %s failed", label)
             self._set_status(error=f"{type(exc).__name__}: {exc}", error_kind="internal")
             return f"{label}: internal"
@@ -176,5 +176,5 @@ class Refresher:
         self._status["holder"] = self.holder
         try:
             self.store.set_status(self._status)
-        except Exception:  # noqa: BLE001 - status is advisory; a store outage is reported by /healthz
+        except Exception:
             log.warning("could not record refresher status", exc_info=True)

@@ -224,7 +224,7 @@ class Store:
             with self._thread_lock:
                 self.db.meta.find_one({"_id": "version"})
             return True
-        except Exception:  # noqa: BLE001 - any failure here means "store down" for /healthz
+        except Exception:
             log.warning("store ping failed", exc_info=True)
             return False
 

@@ -29,7 +29,7 @@ EXPIRY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_STRIKES = 500
 
 
-@dataclass
+@dataclass(repr=False)
 class Runtime:
     config: config_mod.Config
     store: Store
@@ -39,6 +39,7 @@ class Runtime:
     views: ViewCache
     refresher: Refresher
     scheduler: BackgroundScheduler | None = None
+    closed: bool = False
 
     @property
     def demo(self) -> bool:
@@ -54,8 +55,17 @@ class Runtime:
         finally:
             try:
                 self.views.sync(self.clock().astimezone(IST).date())
-            except Exception:  # noqa: BLE001 - store down: keep serving the views we have
+            except Exception:
                 log.warning("view sync failed; serving the last views", exc_info=True)
+
+    def close(self) -> None:
+        """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
+        self.refresher.stop()
 
     def freshness(self, now: datetime) -> tuple[bool, str | None]:
         """(stale, reason) for what we serve now: too old in market hours, or the refresher is stuck."""
@@ -79,7 +89,7 @@ def _rt() -> Runtime:
     return current_app.extensions["oi"]
 
 
-class BadRequest(Exception):
+class ApiError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
@@ -88,18 +98,18 @@ class BadRequest(Exception):
 def _param(name: str) -> str | None:
     values = request.args.getlist(name)
     if len(values) > 1:
-        raise BadRequest(f"parameter '{name}' given more than once")
+        raise ApiError(f"parameter '{name}' given more than once")
     return values[0] if values else None
 
 
 def _symbol(rt: Runtime) -> str:
     raw = _param("symbol")
     if raw is None or not raw.strip():
-        raise BadRequest("parameter 'symbol' is required")
+        raise ApiError("parameter 'symbol' is required")
     symbol = raw.strip().upper()
     if symbol not in rt.config.symbols:
         # Never echo user input verbatim: a fixed message avoids reflecting markup or huge strings.
-        raise BadRequest(f"unknown symbol; configured: {', '.join(rt.config.symbols)}")
+        raise ApiError(f"unknown symbol; configured: {', '.join(rt.config.symbols)}")
     return symbol
 
 
@@ -109,8 +119,8 @@ def _json(body: bytes, status: int = 200) -> Response:
     return resp
 
 
-@bp.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest) -> Response:
+@bp.errorhandler(ApiError)
+def _bad_request(exc: ApiError) -> Response:
     return _json(dumps({"error": str(exc)}), exc.status)
 
 
@@ -138,7 +148,7 @@ def api_oi() -> Response:
     symbol = _symbol(rt)
     expiry = _param("expiry")
     if expiry is not None and not EXPIRY_RE.match(expiry):
-        raise BadRequest("parameter 'expiry' must be YYYY-MM-DD")
+        raise ApiError("parameter 'expiry' must be YYYY-MM-DD")
     strikes_raw = _param("strikes")
     around: int | None = rt.config.strikes_around_atm
     if strikes_raw is not None:
@@ -147,12 +157,12 @@ def api_oi() -> Response:
         elif strikes_raw.isdigit() and 1 <= int(strikes_raw) <= MAX_STRIKES:
             around = int(strikes_raw)
         else:
-            raise BadRequest(f"parameter 'strikes' must be 'all' or a number from 1 to {MAX_STRIKES}")
+            raise ApiError(f"parameter 'strikes' must be 'all' or a number from 1 to {MAX_STRIKES}")
     view = rt.views.get(symbol, expiry)
     if view is None:
         if expiry is not None:
-            raise BadRequest(f"no data for {symbol} expiry {expiry}", 404)
-        raise BadRequest(f"no data for {symbol} yet", 404)
+            raise ApiError(f"no data for {symbol} expiry {expiry}", 404)
+        raise ApiError(f"no data for {symbol} yet", 404)
     now = rt.clock()
     stale, reason = rt.freshness(now)
     head = dumps({"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)})
@@ -239,7 +249,7 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
     rt = Runtime(config, store, source, calendar, clock, views, refresher)
     try:
         views.sync(clock().astimezone(IST).date())
-    except Exception:  # noqa: BLE001 - start serving (degraded) even if the store is down at boot
+    except Exception:
         log.warning("initial view load failed", exc_info=True)
     app.extensions["oi"] = rt
     return rt
@@ -261,12 +271,7 @@ def register_scheduler(rt: Runtime) -> None:
     )
     scheduler.start()
     rt.scheduler = scheduler
-
-    def shutdown() -> None:
-        scheduler.shutdown(wait=False)
-        rt.refresher.stop()  # hand the lease over at once instead of after its TTL
-
-    atexit.register(shutdown)
+    atexit.register(rt.close)
 
 
 def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
@@ -281,7 +286,5 @@ def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
     app.register_error_handler(Exception, _handle_unexpected)
     if config.start_refresher:
         register_scheduler(rt)
-    log.info(
-        "serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), rt.store.backend
-    )
+    log.info("serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), rt.store.backend)
     return app

@@ -19,7 +19,12 @@ def test_sdk_sends_dhan_request_shape(source, fake_dhan):
     source.chain("NIFTY", "2026-11-24", MONDAY_1100)
     _, path, payload = fake_dhan.calls[-1]
     assert path == "/v2/optionchain"
-    assert payload == {"UnderlyingScrip": 13, "UnderlyingSeg": "IDX_I", "Expiry": "2026-11-24", "dhanClientId": CLIENT_ID}
+    assert payload == {
+        "UnderlyingScrip": 13,
+        "UnderlyingSeg": "IDX_I",
+        "Expiry": "2026-11-24",
+        "dhanClientId": CLIENT_ID,
+    }
 
 
 def test_expiry_list(source, fake_dhan):

@@ -1,5 +1,6 @@
 """Pacing, single flight and market-hours behaviour, with injected clock and timer."""
 
+import itertools
 import multiprocessing
 import time
 from datetime import datetime, timedelta
@@ -36,9 +37,14 @@ def test_one_call_per_interval_in_total(store, fake_dhan, timer):
     calls = drive([make(store, fake_dhan, timer)], timer, 30)
     times = [t for t, _, _ in calls]
     assert len(calls) == 10  # 30 s / 3 s
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 3.0
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 3.0
     labels = [label for _, _, label in calls]
-    assert labels[:4] == ["expiries NIFTY", "expiries BANKNIFTY", "chain NIFTY 2026-11-24", "chain BANKNIFTY 2026-11-24"]
+    assert labels[:4] == [
+        "expiries NIFTY",
+        "expiries BANKNIFTY",
+        "chain NIFTY 2026-11-24",
+        "chain BANKNIFTY 2026-11-24",
+    ]
     # then round-robin over (symbol, expiry)
     assert labels[4:8] == ["chain NIFTY 2026-11-24", "chain BANKNIFTY 2026-11-24"] * 2
     assert len(fake_dhan.calls) == 10
@@ -54,7 +60,7 @@ def test_two_refreshers_sharing_a_store_never_overlap(store, fake_dhan, timer):
     later = drive([b], timer, 12)
     assert {holder for _, holder, _ in later} == {b.holder}
     times = [t for t, _, _ in calls + later]
-    assert min(y - x for x, y in zip(times, times[1:], strict=False)) >= 3.0
+    assert min(y - x for x, y in itertools.pairwise(times)) >= 3.0
 
 
 def test_a_crashed_leader_is_replaced_after_its_lease_expires(store, fake_dhan, timer):
@@ -134,7 +140,6 @@ def test_processes_sharing_the_embedded_store_keep_the_pace(fake_dhan, tmp_path)
         w.join(30)
     times = sorted(t for t, _, _ in fake_dhan.calls)
     assert len(times) >= 5
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= interval * 0.95  # loopback timing jitter of a few ms between fake server and worker
     assert len(times) <= 4.0 / interval + 2
-

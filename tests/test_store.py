@@ -50,7 +50,10 @@ def test_latest_is_one_document_per_symbol_expiry(backend):
     backend.save_chain(chain(oi=2, at=T0 + timedelta(seconds=6)))
     backend.save_chain(chain(expiry="2026-12-01", oi=3))
     assert backend.latest("NIFTY", "2026-11-24").strikes[0].ce.oi == 2
-    assert sorted((c.expiry, c.strikes[0].ce.oi) for c in backend.latest_all()) == [("2026-11-24", 2), ("2026-12-01", 3)]
+    assert sorted((c.expiry, c.strikes[0].ce.oi) for c in backend.latest_all()) == [
+        ("2026-11-24", 2),
+        ("2026-12-01", 3),
+    ]
     assert backend.latest("NIFTY", "2099-01-01") is None
 
 

@@ -151,9 +151,7 @@ class DhanSource:
     name: str = "dhan"
 
     @classmethod
-    def create(
-        cls, client_id: str, access_token: str, base_url: str, timeout: float, underlyings: dict
-    ) -> DhanSource:
+    def create(cls, client_id: str, access_token: str, base_url: str, timeout: float, underlyings: dict) -> DhanSource:
         ctx = DhanContext(client_id, access_token)
         http = RecordingDhanHTTP(client_id, access_token)
         http.base_url, http.timeout = base_url, timeout

@@ -40,7 +40,7 @@ class FakeDhan:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
