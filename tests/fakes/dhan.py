@@ -40,6 +40,13 @@ class FakeDhan:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def do_GET(self):  # benchmark hook: the upstream calls seen so far
+                if self.path != "/_calls":
+                    return self._send(404, {})
+                with fake.lock:
+                    seen = [[t, p] for t, p, _ in fake.calls]
+                return self._send(200, seen)
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
