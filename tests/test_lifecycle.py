@@ -1,0 +1,163 @@
+"""Lifecycle setup: EventBridge Scheduler start/stop schedules (moto) and the Cloudflare Referer transform rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import boto3
+import pytest
+
+from oi.lifecycle import START_TARGET, STOP_TARGET, TRANSFORM_PHASE, cron_expression, main
+from tests.fakes.aws import REGION, aws_env, moto_server, reset
+from tests.fakes.cloudflare import FakeCloudflare
+
+INSTANCE = "i-0123456789abcdef0"
+ROLE = "arn:aws:iam::123456789012:role/oi-scheduler"
+DOMAIN = "oi.example.com"
+SECRET = "referer-secret-7f3a9c"
+CONFIG_VARS = (
+    "OI_NOW OI_HOLIDAYS OI_HOLIDAYS_FILE AWS_ACCESS_KEY AWS_SECRET_KEY EC2_INSTANCE_ID SCHEDULER_ROLE_ARN "
+    "SCHEDULE_START SCHEDULE_STOP SCHEDULE_TIMEZONE CLOUDFLARE_API_BASE CLOUDFLARE_API_TOKEN CLOUDFLARE_ZONE_ID "
+    "DOMAIN_NAME S3_REFERER_SECRET DHAN_CLIENT_ID DHAN_ACCESS_TOKEN OI_SOURCE OI_SYMBOLS"
+).split()
+
+
+@pytest.fixture(scope="module")
+def moto():
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def env(monkeypatch, moto):
+    reset(moto)
+    for name in CONFIG_VARS:
+        monkeypatch.delenv(name, raising=False)
+    aws_env(monkeypatch, moto)
+    monkeypatch.setenv("EC2_INSTANCE_ID", INSTANCE)
+    monkeypatch.setenv("SCHEDULER_ROLE_ARN", ROLE)
+    return monkeypatch
+
+
+@pytest.fixture
+def cf(env):
+    with FakeCloudflare() as fake:
+        env.setenv("CLOUDFLARE_API_BASE", fake.base_url)
+        env.setenv("CLOUDFLARE_API_TOKEN", fake.token)
+        env.setenv("CLOUDFLARE_ZONE_ID", fake.zone_id)
+        env.setenv("DOMAIN_NAME", DOMAIN)
+        env.setenv("S3_REFERER_SECRET", SECRET)
+        yield fake
+
+
+def scheduler():
+    return boto3.client("scheduler", region_name=REGION)
+
+
+def test_cron_expression():
+    assert cron_expression("08:50") == "cron(50 8 ? * MON-FRI *)"
+    assert cron_expression("15:45") == "cron(45 15 ? * MON-FRI *)"
+
+
+def test_schedules_are_created_then_left_alone_then_updated(env, capsys):
+    assert main(["schedules"]) == 0
+    assert capsys.readouterr().out.count(": created") == 2
+
+    start = scheduler().get_schedule(Name="oi-start-instance")
+    stop = scheduler().get_schedule(Name="oi-stop-instance")
+    assert start["ScheduleExpression"] == "cron(50 8 ? * MON-FRI *)"
+    assert stop["ScheduleExpression"] == "cron(45 15 ? * MON-FRI *)"
+    assert start["ScheduleExpressionTimezone"] == stop["ScheduleExpressionTimezone"] == "Asia/Kolkata"
+    assert (start["Target"]["Arn"], stop["Target"]["Arn"]) == (START_TARGET, STOP_TARGET)
+    assert start["Target"]["RoleArn"] == ROLE
+    assert json.loads(start["Target"]["Input"]) == {"InstanceIds": [INSTANCE]}
+    assert start["State"] == "ENABLED"
+
+    # Second run: nothing to change.
+    assert main(["schedules"]) == 0
+    assert capsys.readouterr().out.count(": unchanged") == 2
+    assert scheduler().get_schedule(Name="oi-start-instance")["LastModificationDate"] == start["LastModificationDate"]
+
+    # A new start time: only that schedule is updated, in place.
+    env.setenv("SCHEDULE_START", "09:00")
+    assert main(["schedules"]) == 0
+    out = capsys.readouterr().out
+    assert "oi-start-instance: updated" in out and "oi-stop-instance: unchanged" in out
+    assert scheduler().get_schedule(Name="oi-start-instance")["ScheduleExpression"] == "cron(0 9 ? * MON-FRI *)"
+    assert len(scheduler().list_schedules()["Schedules"]) == 2
+
+
+def test_a_changed_schedule_is_put_back(env, capsys):
+    assert main(["schedules"]) == 0
+    spec = scheduler().get_schedule(Name="oi-stop-instance")
+    scheduler().update_schedule(
+        Name="oi-stop-instance",
+        ScheduleExpression="cron(0 18 ? * MON-FRI *)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={k: spec["Target"][k] for k in ("Arn", "RoleArn", "Input")},
+        State="DISABLED",
+    )
+    assert main(["schedules"]) == 0
+    assert "oi-stop-instance: updated" in capsys.readouterr().out
+    fixed = scheduler().get_schedule(Name="oi-stop-instance")
+    assert (fixed["ScheduleExpression"], fixed["State"]) == ("cron(45 15 ? * MON-FRI *)", "ENABLED")
+
+
+def test_dry_run_prints_and_creates_nothing(env, capsys):
+    assert main(["schedules", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [s["Name"] for s in printed] == ["oi-start-instance", "oi-stop-instance"]
+    assert printed[0]["ScheduleExpression"] == "cron(50 8 ? * MON-FRI *)"
+    assert scheduler().list_schedules()["Schedules"] == []
+
+
+def test_missing_instance_or_role_is_a_usage_error(env, capsys):
+    env.delenv("SCHEDULER_ROLE_ARN")
+    assert main(["schedules"]) == 2
+    assert "SCHEDULER_ROLE_ARN" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- transform rule
+
+
+def test_transform_rule_created_with_schedules_and_idempotent(cf, env, capsys, caplog):
+    other = {"ref": "operator_rule", "expression": "true", "action": "rewrite", "description": "keep me"}
+    cf.entrypoints[TRANSFORM_PHASE] = {"id": "rs1", "version": "3", "rules": [{"id": "r0", "version": "3", **other}]}
+
+    with caplog.at_level(logging.DEBUG):
+        assert main(["schedules", "--with-transform-rule"]) == 0
+        rules = cf.entrypoints[TRANSFORM_PHASE]["rules"]
+        assert [r["ref"] for r in rules] == ["operator_rule", "oi_s3_referer"]
+        assert rules[0]["id"] == "r0" and rules[0]["description"] == "keep me"
+        mine = rules[1]
+        assert mine["expression"] == f'(http.host eq "{DOMAIN}")'
+        assert mine["action_parameters"]["headers"]["Referer"] == {"operation": "set", "value": SECRET}
+        writes = cf.writes
+
+        assert main(["transform-rule"]) == 0
+        assert cf.writes == writes  # unchanged: no PUT
+
+        rotated = "rotated-secret-1234"
+        env.setenv("S3_REFERER_SECRET", rotated)
+        assert main(["transform-rule"]) == 0
+        rules = cf.entrypoints[TRANSFORM_PHASE]["rules"]
+        assert len(rules) == 2 and rules[1]["id"] == mine["id"]
+        assert rules[1]["action_parameters"]["headers"]["Referer"]["value"] == rotated
+
+    out = capsys.readouterr()
+    for secret in (SECRET, rotated, cf.token):
+        assert secret not in out.out + out.err + caplog.text
+
+
+def test_transform_rule_dry_run_masks_the_secret_and_writes_nothing(cf, capsys):
+    assert main(["transform-rule", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "***" in out and SECRET not in out and "would be created" in out
+    assert cf.writes == 0 and TRANSFORM_PHASE not in cf.entrypoints
+
+
+def test_transform_rule_bad_token(cf, env, capsys):
+    env.setenv("CLOUDFLARE_API_TOKEN", "wrong")
+    assert main(["transform-rule"]) == 1
+    assert "Invalid access token" in capsys.readouterr().err
