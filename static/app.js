@@ -6,7 +6,8 @@
 
   const cfg = JSON.parse(document.getElementById("oi-config").textContent);
   const $ = (id) => document.getElementById(id);
-  const state = { symbol: null, expiry: null, strikes: String(cfg.strikes), timer: null, inflight: false };
+  // frame: index into the session's replay, null = the latest data
+  const state = { symbol: null, expiry: null, strikes: String(cfg.strikes), frame: null, timer: null, inflight: false };
 
   // --- data providers ------------------------------------------------------------------------------------------
   const live = {
@@ -127,8 +128,35 @@
     $("rows").replaceChildren(...rows);
   }
 
+  const hhmm = (iso) => iso.slice(11, 16);
+
+  async function loadReplay() {
+    if (!provider.replay) return;
+    const times = await provider.times(state.symbol, state.expiry);
+    const slider = $("replay");
+    $("replay-box").hidden = times.length === 0;
+    slider.max = String(Math.max(0, times.length - 1));
+    slider.dataset.times = JSON.stringify(times.map(hhmm));
+    if (provider.archive) {
+      const href = provider.archive(state.symbol, state.expiry);
+      const link = $("archive-link");
+      link.hidden = !href;
+      if (href) link.href = href;
+    }
+  }
+
+  function renderReplay(d) {
+    if (d.frame === undefined) return;
+    const slider = $("replay");
+    slider.value = String(d.frame);
+    const times = JSON.parse(slider.dataset.times || "[]");
+    setText($("replay-time"), (times[d.frame] || "") + " IST");
+    slider.setAttribute("aria-valuetext", (times[d.frame] || "") + " IST");
+  }
+
   function render(d) {
     renderStatus(d);
+    renderReplay(d);
     renderSummary(d);
     renderTable(d);
     document.body.dataset.loaded = d.as_of; // lets tests and scripts wait for a render
@@ -156,7 +184,8 @@
         showBanner("Waiting for the first data…");
         return;
       }
-      render(await provider.oi(state.symbol, state.expiry, state.strikes));
+      await loadReplay();
+      render(await provider.oi(state.symbol, state.expiry, state.strikes, state.frame));
     } catch (err) {
       showBanner("Could not load data: " + err.message + ". Retrying…");
     } finally {
@@ -179,13 +208,24 @@
     }
     strikesSel.value = state.strikes;
     $("controls").addEventListener("submit", (e) => e.preventDefault());
+    $("replay").addEventListener("input", (e) => {
+      const value = Number(e.target.value);
+      state.frame = value >= Number(e.target.max) ? null : value;
+      refresh();
+    });
+    $("replay-latest").addEventListener("click", () => {
+      state.frame = null;
+      refresh();
+    });
     $("symbol").addEventListener("change", (e) => {
       state.symbol = e.target.value;
       state.expiry = null;
+      state.frame = null;
       refresh();
     });
     $("expiry").addEventListener("change", (e) => {
       state.expiry = e.target.value;
+      state.frame = null;
       refresh();
     });
     strikesSel.addEventListener("change", (e) => {

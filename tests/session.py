@@ -1,0 +1,25 @@
+"""Build a recorded session in a store: the demo market sampled once a minute, as the refresher would keep it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+
+from oi.market.calendar import IST, MarketCalendar
+from oi.market.demo import DemoSource
+from oi.store import Store
+
+DAY = date(2026, 11, 23)  # a Monday; its nearest demo expiry is the 23rd itself (the 24th is a holiday)
+
+
+def record_session(
+    store: Store, symbols=("NIFTY", "BANKNIFTY"), day: date = DAY, start=time(14, 50), end=time(15, 29), seed=7
+) -> DemoSource:
+    demo = DemoSource(MarketCalendar(), seed=seed)
+    for symbol in symbols:
+        expiries = demo.expiries(symbol, day)
+        store.save_expiries(symbol, expiries, day)
+        at = datetime.combine(day, start, IST)
+        while at.time() <= end:
+            store.save_chain(demo.chain(symbol, expiries[0], at))
+            at += timedelta(minutes=1)
+    return demo
