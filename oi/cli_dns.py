@@ -21,15 +21,14 @@ from oi.dns import (
     cloudflare_from_config,
     ensure_record,
     expected_snapshot_session,
-    s3_website_endpoint,
     wait_healthy,
 )
-from oi.ec2 import Imds, ImdsError, boto_client, stop_instance, validate_ipv4
+from oi.ec2 import Imds, ImdsError, stop_instance, validate_ipv4
 from oi.market.calendar import IST, calendar_from_config, clock_from_config
 from oi.notify import Notifier
+from oi.s3 import make_client, website_endpoint
 
 log = logging.getLogger(__name__)
-
 
 
 def _require(config: Config, *fields: tuple[str, str]) -> None:
@@ -80,7 +79,7 @@ def main_cname(argv: list[str] | None = None) -> int:
         print(f"update_to_cname_record: configuration error: {exc}", file=sys.stderr)
         return 2
     domain = config.domain_name
-    target = args.target or config.target_cname or s3_website_endpoint(config.s3_bucket, config.aws_region)
+    target = args.target or config.target_cname or website_endpoint(config.s3_bucket, config.aws_region)
     if not (args.target or config.target_cname) and config.s3_bucket.lower() != domain.lower():
         # S3 website endpoints pick the bucket from the Host header, i.e. from DOMAIN_NAME.
         log.warning(
@@ -94,7 +93,7 @@ def main_cname(argv: list[str] | None = None) -> int:
         else:
             now = clock_from_config(config)()
             expected = expected_snapshot_session(calendar_from_config(config), now)
-            session = check_snapshot(boto_client("s3", config), config.s3_bucket, expected)
+            session = check_snapshot(make_client(config, "s3"), config.s3_bucket, expected)
         result = ensure_record(
             cloudflare_from_config(config), domain, Wanted("CNAME", target, config.cloudflare_proxied), args.dry_run
         )
@@ -139,7 +138,7 @@ def a_parser() -> argparse.ArgumentParser:
 def _holiday_stop(config: Config, notifier: Notifier, reason: str, dry_run: bool) -> int:
     try:
         instance_id = config.ec2_instance_id or Imds(config.imds_base).instance_id()
-        stop_instance(boto_client("ec2", config), instance_id, dry_run=dry_run)
+        stop_instance(make_client(config, "ec2"), instance_id, dry_run=dry_run)
     except Exception as exc:  # noqa: BLE001 - report any AWS/IMDS failure as one line
         log.error("%s, but the instance could not be stopped: %s: %s", reason, type(exc).__name__, exc)
         notifier.send(f"{reason}: could NOT stop the instance: {type(exc).__name__}: {exc}")

@@ -24,25 +24,12 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, retry_if_res
 from urllib3.util.retry import Retry
 
 from oi.market.calendar import CLOSE, IST, MarketCalendar
+from oi.s3 import SESSION_METADATA
 
 log = logging.getLogger(__name__)
 
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 SNAPSHOT_KEY = "index.html"
-SESSION_METADATA = "oi-session"  # contract with the uploader: S3 user metadata x-amz-meta-oi-session=YYYY-MM-DD
-# Regions whose S3 website endpoint still uses the old dash form (s3-website-REGION); all others use a dot.
-DASH_WEBSITE_REGIONS = frozenset(
-    {
-        "us-east-1",
-        "us-west-1",
-        "us-west-2",
-        "eu-west-1",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-northeast-1",
-        "sa-east-1",
-    }
-)
 UNPROXIED_TTL = 60  # seconds: a record flipped twice a day should not be cached for long by resolvers
 PROXIED_TTL = 1  # Cloudflare's "automatic"; the only TTL allowed on proxied records
 
@@ -323,12 +310,6 @@ def ensure_record(cf: Cloudflare, name: str, wanted: Wanted, dry_run: bool = Fal
 
 
 # ------------------------------------------------------------------------------------------------------- gates
-
-
-def s3_website_endpoint(bucket: str, region: str) -> str:
-    """The S3 static-website hostname of `bucket` (the CNAME target by night)."""
-    sep = "-" if region in DASH_WEBSITE_REGIONS else "."
-    return f"{bucket}.s3-website{sep}{region}.amazonaws.com"
 
 
 def expected_snapshot_session(calendar: MarketCalendar, now: datetime) -> date:

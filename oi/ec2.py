@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-import boto3
 import requests
 
 log = logging.getLogger(__name__)
@@ -81,16 +80,6 @@ def validate_ipv4(value: str) -> str:
         return str(ipaddress.IPv4Address(value.strip()))
     except ValueError:
         raise ValueError(f"{value!r} is not an IPv4 address") from None
-
-
-def boto_client(name: str, config):
-    """A boto3 client for `name`. Keys only when configured: on EC2 the instance role is the better credential."""
-    return boto3.client(
-        name,
-        region_name=config.aws_region,
-        aws_access_key_id=config.aws_access_key or None,
-        aws_secret_access_key=config.aws_secret_key or None,
-    )
 
 
 def stop_instance(ec2, instance_id: str, dry_run: bool = False) -> str:

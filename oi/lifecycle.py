@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from oi.config import Config, ConfigError, from_env
 from oi.dns import CloudflareError, cloudflare_from_config
-from oi.ec2 import boto_client
+from oi.s3 import make_client
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 print(json.dumps(specs, indent=2))
             else:
-                scheduler = boto_client("scheduler", config)
+                scheduler = make_client(config, "scheduler")
                 for spec in specs:
                     print(f"schedule {spec['Name']}: {ensure_schedule(scheduler, spec)}")
         if do_rule:

@@ -101,7 +101,11 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
                     sub.unlink() if sub.is_file() else sub.rmdir()
                 archive_dir.rmdir()
             plan = s3.publish(client, config.s3_bucket, site, day.isoformat(), dry_run=args.dry_run)
-        except (ClientError, BotoCoreError) as exc:
+        except s3.PublishError as exc:
+            state = "the new page is live but" if exc.index_published else "the previous page is untouched;"
+            print(f"upload.py: publish failed ({state} re-run to finish): {exc}", file=sys.stderr)
+            return 1
+        except (ClientError, BotoCoreError, OSError) as exc:
             print(f"upload.py: publish failed, the previous page is untouched: {exc}", file=sys.stderr)
             return 1
     if args.dry_run:

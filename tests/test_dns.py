@@ -12,12 +12,12 @@ import boto3
 import pytest
 
 from oi.cli_dns import main_a, main_cname
-from oi.dns import GateError, expected_snapshot_session, s3_website_endpoint, wait_healthy
+from oi.dns import GateError, expected_snapshot_session, wait_healthy
 from oi.market.calendar import IST, MarketCalendar
 from tests.fakes import HealthServer, closed_port_url
-from tests.fakes.aws import REGION, aws_env, moto_server, reset
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.imds import FakeImds
+from tests.fakes.moto import REGION, aws_env, moto_server, reset
 from tests.fakes.telegram import FakeTelegram
 
 DOMAIN = "oi.example.com"
@@ -431,13 +431,6 @@ def test_no_secret_reaches_logs_or_output(world, caplog, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ units
-
-
-def test_s3_website_endpoint_forms():
-    assert s3_website_endpoint("b.example.com", "ap-south-1") == "b.example.com.s3-website.ap-south-1.amazonaws.com"
-    assert s3_website_endpoint("b.example.com", "us-east-1") == "b.example.com.s3-website-us-east-1.amazonaws.com"
-    assert s3_website_endpoint("b", "ap-southeast-1") == "b.s3-website-ap-southeast-1.amazonaws.com"
-    assert s3_website_endpoint("b", "eu-central-1") == "b.s3-website.eu-central-1.amazonaws.com"
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 from oi.lifecycle import START_TARGET, STOP_TARGET, TRANSFORM_PHASE, cron_expression, main
-from tests.fakes.aws import REGION, aws_env, moto_server, reset
 from tests.fakes.cloudflare import FakeCloudflare
+from tests.fakes.moto import REGION, aws_env, moto_server, reset
 
 INSTANCE = "i-0123456789abcdef0"
 ROLE = "arn:aws:iam::123456789012:role/oi-scheduler"

@@ -6,6 +6,7 @@ import pytest
 
 from oi.config import from_env
 from oi.market.calendar import IST
+from oi.refresher import PACE_SLACK_SECONDS
 from oi.web import create_app
 from tests.conftest import make_config
 
@@ -14,7 +15,7 @@ def fill(rt, timer, calls=3):
     """Run the refresher until it made `calls` upstream calls (expiry list + chain + …)."""
     for _ in range(calls):
         rt.tick()
-        timer.advance(rt.config.dhan_min_interval_seconds)
+        timer.advance(rt.config.dhan_min_interval_seconds + PACE_SLACK_SECONDS)
 
 
 def test_api_oi_shape_and_definitions(client, rt, timer):
