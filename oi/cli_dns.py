@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from oi.config import Config, ConfigError, from_env
+from oi.config import Config, ConfigError, from_env, require
 from oi.dns import (
     CloudflareError,
     FlipError,
@@ -29,12 +29,6 @@ from oi.notify import Notifier
 from oi.s3 import make_client, website_endpoint
 
 log = logging.getLogger(__name__)
-
-
-def _require(config: Config, *fields: tuple[str, str]) -> None:
-    missing = [env for attr, env in fields if not getattr(config, attr)]
-    if missing:
-        raise ConfigError(f"missing configuration: {', '.join(missing)}")
 
 
 CLOUDFLARE_FIELDS = (
@@ -70,11 +64,11 @@ def main_cname(argv: list[str] | None = None) -> int:
     args = cname_parser().parse_args(argv)
     try:
         config = from_env()
-        _require(config, *CLOUDFLARE_FIELDS)
+        require(config, *CLOUDFLARE_FIELDS)
         if not (args.target or config.target_cname):
-            _require(config, ("s3_bucket", "S3_BUCKET_NAME"))
+            require(config, ("s3_bucket", "S3_BUCKET_NAME"))
         if not args.force:
-            _require(config, ("s3_bucket", "S3_BUCKET_NAME"))
+            require(config, ("s3_bucket", "S3_BUCKET_NAME"))
     except ConfigError as exc:
         print(f"update_to_cname_record: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -155,7 +149,7 @@ def main_a(argv: list[str] | None = None) -> int:
         parser.error("--wait must be >= 0")
     try:
         config = from_env()
-        _require(config, *CLOUDFLARE_FIELDS)
+        require(config, *CLOUDFLARE_FIELDS)
         ip = validate_ipv4(args.ip or config.ec2_public_ip) if (args.ip or config.ec2_public_ip) else None
     except (ConfigError, ValueError) as exc:
         print(f"update_to_a_record: configuration error: {exc}", file=sys.stderr)

@@ -109,6 +109,13 @@ class Config:
         return [v for v in values if v and len(v) >= 4]
 
 
+def require(config: Config, *fields: tuple[str, str]) -> None:
+    """Raise :class:`ConfigError` naming every variable, given as (attribute, VARIABLE) pairs, that is empty."""
+    missing = [env for attr, env in fields if not getattr(config, attr)]
+    if missing:
+        raise ConfigError(f"missing configuration: {', '.join(missing)}")
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":

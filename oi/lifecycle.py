@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from oi.config import Config, ConfigError, from_env
+from oi.config import Config, ConfigError, from_env, require
 from oi.dns import CloudflareError, cloudflare_from_config
 from oi.s3 import make_client
 
@@ -165,12 +165,6 @@ def ensure_transform_rule(cf, domain: str, secret: str, dry_run: bool = False) -
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def _require(config: Config, *fields: tuple[str, str]) -> None:
-    missing = [env for attr, env in fields if not getattr(config, attr)]
-    if missing:
-        raise ConfigError(f"missing configuration: {', '.join(missing)}")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m oi.lifecycle", description="Idempotent AWS/Cloudflare setup.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = from_env()
         if do_schedules:
-            _require(config, ("ec2_instance_id", "EC2_INSTANCE_ID"), ("scheduler_role_arn", "SCHEDULER_ROLE_ARN"))
+            require(config, ("ec2_instance_id", "EC2_INSTANCE_ID"), ("scheduler_role_arn", "SCHEDULER_ROLE_ARN"))
         if do_rule:
-            _require(
+            require(
                 config,
                 ("cloudflare_api_token", "CLOUDFLARE_API_TOKEN"),
                 ("cloudflare_zone_id", "CLOUDFLARE_ZONE_ID"),
