@@ -29,7 +29,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from oi import analytics
 from oi.market.calendar import CLOSE, IST
-from oi.market.model import OptionChain
+from oi.market.model import Leg, OptionChain
 from oi.refresher import nearest_expiries
 from oi.store import Store
 
@@ -62,6 +62,7 @@ class Dataset:
 def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
     """The session's history for every configured symbol and its nearest expiries (as of that day)."""
     out = []
+    latest = store.latest_all()
     for symbol in symbols:
         stored = store.expiries(symbol)
         wanted = nearest_expiries(stored[0], day, expiries_per_symbol) if stored else []
@@ -71,7 +72,6 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
                 out.append(Dataset(symbol, expiry, chains))
         if not any(d.symbol == symbol for d in out):
             # The expiry list may have rolled since: fall back to whatever expiry that day holds for the symbol.
-            latest = store.latest_all()
             for expiry in sorted({c.expiry for c in latest if c.symbol == symbol}):
                 chains = store.history(symbol, expiry, day)
                 if chains:
@@ -111,21 +111,33 @@ def _delta_rows(rows: list[list[int]]) -> list[list[int]]:
 
 def encode(ds: Dataset, around: int) -> dict:
     """One dataset for the page: per-frame summary + per-strike columns, delta-encoded along time."""
-    views = [analytics.chain_view(c) for c in ds.chains]
+    # Only the summary is needed per minute: skip chain_view's per-leg dicts (most of the render time).
+    views = []
+    for c in ds.chains:
+        atm, mp = analytics.atm_strike(c.strikes, c.spot), analytics.max_pain(c.strikes)
+        views.append(
+            {
+                "atm": None if atm is None else analytics._num(atm),
+                "pcr": analytics.pcr(c.strikes),
+                "max_pain": None if mp is None else analytics._num(mp),
+                "totals": analytics.totals(c.strikes),
+            }
+        )
     # Strikes: the union over the session of ATM ± (around + EXTRA_STRIKES), so every minute has its window.
     keep: set[float] = set()
     for chain, view in zip(ds.chains, views, strict=True):
         keep.update(s.strike for s in analytics.window(chain.strikes, view["atm"], around + EXTRA_STRIKES))
     strikes = sorted(keep)
     last = {s.strike: s for s in ds.chains[-1].strikes}
-    columns: dict[str, list[list[int]]] = {}
-    for side in ("ce", "pe"):
-        for name, attr, scale in COLUMNS:
-            rows = []
-            for chain in ds.chains:
-                by_strike = {s.strike: getattr(s, side) for s in chain.strikes}
-                rows.append([round(getattr(by_strike[k], attr) * scale) if k in by_strike else 0 for k in strikes])
-            columns[f"{side}_{name}"] = _delta_rows(rows)
+    rows: dict[str, list[list[int]]] = {f"{side}_{name}": [] for side in ("ce", "pe") for name, _, _ in COLUMNS}
+    empty = Leg()
+    for chain in ds.chains:
+        by_strike = {s.strike: s for s in chain.strikes}
+        for side in ("ce", "pe"):
+            legs = [getattr(by_strike[k], side) if k in by_strike else empty for k in strikes]
+            for name, attr, scale in COLUMNS:
+                rows[f"{side}_{name}"].append([round(getattr(leg, attr) * scale) for leg in legs])
+    columns = {name: _delta_rows(r) for name, r in rows.items()}
     return {
         "symbol": ds.symbol,
         "expiry": ds.expiry,
@@ -150,7 +162,7 @@ def encode(ds: Dataset, around: int) -> dict:
 def archive_bytes(ds: Dataset) -> bytes:
     """The session's snapshots as gzip JSON Lines, byte-for-byte reproducible (mtime 0) so re-runs upload nothing."""
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
         for chain in ds.chains:
             gz.write(json.dumps(chain.to_doc(), separators=(",", ":")).encode() + b"\n")
     return buf.getvalue()
