@@ -58,20 +58,32 @@ def max_pain(strikes: Sequence[Strike]) -> float | None:
     return best
 
 
-def window(strikes: Sequence[Strike], centre: float | None, around: int | None) -> Sequence[Strike]:
-    """The `around` strikes either side of `centre` (ATM), all of them when `around` is None."""
+def window_slice(strikes: Sequence[float], centre: float | None, around: int | None) -> slice:
+    """The slice of `around` strikes either side of `centre` (ATM; the middle when unknown), all when None."""
     if around is None or not strikes:
-        return strikes
-    if centre is None:
-        mid = len(strikes) // 2
-    else:
-        mid = next(i for i, s in enumerate(strikes) if s.strike == centre)
-    return strikes[max(0, mid - around) : mid + around + 1]
+        return slice(None)
+    mid = strikes.index(centre) if centre in strikes else len(strikes) // 2
+    return slice(max(0, mid - around), mid + around + 1)
 
 
-def _num(x: float) -> float | int:
+def window(strikes: Sequence[Strike], centre: float | None, around: int | None) -> Sequence[Strike]:
+    return strikes[window_slice([s.strike for s in strikes], centre, around)]
+
+
+def json_number(x: float) -> float | int:
     """Strikes as ints when whole, so JSON says 23850 rather than 23850.0."""
     return int(x) if float(x).is_integer() else x
+
+
+def summary(chain: OptionChain) -> dict:
+    """ATM, PCR, max pain and totals of a chain: the numbers the API, the page and the snapshot all show."""
+    atm, mp = atm_strike(chain.strikes, chain.spot), max_pain(chain.strikes)
+    return {
+        "atm": None if atm is None else json_number(atm),
+        "pcr": pcr(chain.strikes),
+        "max_pain": None if mp is None else json_number(mp),
+        "totals": totals(chain.strikes),
+    }
 
 
 def leg_view(leg: Leg) -> dict:
@@ -95,20 +107,19 @@ def leg_view(leg: Leg) -> dict:
 
 
 def chain_view(chain: OptionChain) -> dict:
-    """Everything the API says about a chain, with every strike; callers cut the window with :func:`window`."""
-    strikes = chain.strikes
-    atm = atm_strike(strikes, chain.spot)
-    mp = max_pain(strikes)
-    return {
+    """Everything the API says about a chain, with every strike; callers cut the window with :func:`window_slice`."""
+    head = {
         "symbol": chain.symbol,
         "expiry": chain.expiry,
         "spot": chain.spot,
         "as_of": chain.as_of.isoformat(),
         "source": chain.source,
-        "atm": None if atm is None else _num(atm),
-        "pcr": pcr(strikes),
-        "max_pain": None if mp is None else _num(mp),
-        "totals": totals(strikes),
-        "strike_count": len(strikes),
-        "strikes": [{"strike": _num(s.strike), "ce": leg_view(s.ce), "pe": leg_view(s.pe)} for s in strikes],
+    }
+    return {
+        **head,
+        **summary(chain),
+        "strike_count": len(chain.strikes),
+        "strikes": [
+            {"strike": json_number(s.strike), "ce": leg_view(s.ce), "pe": leg_view(s.pe)} for s in chain.strikes
+        ],
     }

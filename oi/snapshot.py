@@ -111,18 +111,7 @@ def _delta_rows(rows: list[list[int]]) -> list[list[int]]:
 
 def encode(ds: Dataset, around: int) -> dict:
     """One dataset for the page: per-frame summary + per-strike columns, delta-encoded along time."""
-    # Only the summary is needed per minute: skip chain_view's per-leg dicts (most of the render time).
-    views = []
-    for c in ds.chains:
-        atm, mp = analytics.atm_strike(c.strikes, c.spot), analytics.max_pain(c.strikes)
-        views.append(
-            {
-                "atm": None if atm is None else analytics._num(atm),
-                "pcr": analytics.pcr(c.strikes),
-                "max_pain": None if mp is None else analytics._num(mp),
-                "totals": analytics.totals(c.strikes),
-            }
-        )
+    views = [analytics.summary(c) for c in ds.chains]
     # Strikes: the union over the session of ATM ± (around + EXTRA_STRIKES), so every minute has its window.
     keep: set[float] = set()
     for chain, view in zip(ds.chains, views, strict=True):
@@ -148,7 +137,7 @@ def encode(ds: Dataset, around: int) -> dict:
         "pcr": [v["pcr"] for v in views],
         "max_pain": [v["max_pain"] for v in views],
         "totals": [list(v["totals"].values()) for v in views],
-        "strikes": [analytics._num(k) for k in strikes],
+        "strikes": [analytics.json_number(k) for k in strikes],
         "prev": {
             f"{side}_{name}": [getattr(getattr(last[k], side), attr) if k in last else 0 for k in strikes]
             for side in ("ce", "pe")

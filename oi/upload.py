@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import tempfile
 from datetime import date
@@ -97,9 +98,7 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
                 files = {p.relative_to(site).as_posix(): p for p in archive_dir.rglob("*") if p.is_file()}
                 if not args.dry_run:
                     s3.upload_archive(client, config.archive_bucket, files)
-                for sub in sorted(archive_dir.rglob("*"), reverse=True):
-                    sub.unlink() if sub.is_file() else sub.rmdir()
-                archive_dir.rmdir()
+                shutil.rmtree(archive_dir)  # published separately: keep it out of the site bucket
             plan = s3.publish(client, config.s3_bucket, site, day.isoformat(), dry_run=args.dry_run)
         except s3.PublishError as exc:
             state = "the new page is live but" if exc.index_published else "the previous page is untouched;"

@@ -29,7 +29,6 @@ def dumps(obj: object) -> bytes:
 class View:
     chain: OptionChain
     data: dict  # analytics.chain_view(chain), every strike
-    default_around: int
     _bodies: dict[int | None, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -38,10 +37,7 @@ class View:
         cached = self._bodies.get(around)
         if cached is None:
             strikes = self.data["strikes"]
-            if around is not None:
-                atm = self.data["atm"]
-                centre = next((i for i, s in enumerate(strikes) if s["strike"] == atm), len(strikes) // 2)
-                strikes = strikes[max(0, centre - around) : centre + around + 1]
+            strikes = strikes[analytics.window_slice([s["strike"] for s in strikes], self.data["atm"], around)]
             cached = dumps({**self.data, "strikes": strikes})
             with self._lock:
                 if len(self._bodies) < 64:  # bounded: window sizes are few in practice
@@ -54,7 +50,6 @@ class ViewCache:
     store: Store
     symbols: tuple[str, ...]
     expiries_per_symbol: int
-    default_around: int
     version: int = -1
     views: dict[tuple[str, str], View] = field(default_factory=dict)
     expiries: dict[str, list[str]] = field(default_factory=dict)  # per symbol, nearest first, with data only
@@ -84,7 +79,7 @@ class ViewCache:
                 if old is not None and old.chain.as_of == chain.as_of:
                     views[(symbol, expiry)] = old
                 else:
-                    views[(symbol, expiry)] = View(chain, analytics.chain_view(chain), self.default_around)
+                    views[(symbol, expiry)] = View(chain, analytics.chain_view(chain))
         # Swap whole dicts: readers on other threads see the old or the new state, never a mix.
         self.symbols_json = dumps({"symbols": [{"symbol": s, "expiries": expiries[s]} for s in self.symbols]})
         self.status = self.store.status()

@@ -233,7 +233,7 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
     clock = clock or clock_from_config(config)
     store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
     source = source or build_source(config, calendar)
-    views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.strikes_around_atm)
+    views = ViewCache(store, config.symbols, config.expiries_per_symbol)
     extra = {"timer": timer} if timer else {}
     refresher = Refresher(
         store,
