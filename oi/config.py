@@ -23,6 +23,10 @@ DEFAULT_UNDERLYINGS: dict[str, tuple[int, str]] = {
     "SENSEX": (51, "IDX_I"),
 }
 
+# Contract sizes for the "lots" view. NSE revises them about twice a year (these are from the January 2026
+# revision), so operators can override them with OI_LOT_SIZES="SYMBOL:SIZE,...".
+DEFAULT_LOT_SIZES: dict[str, int] = {"NIFTY": 65, "BANKNIFTY": 30, "FINNIFTY": 60, "MIDCPNIFTY": 120, "SENSEX": 20}
+
 # Names that must never be printed, logged or rendered. Used by the log filter and by tests that grep outputs.
 SECRET_VARIABLES = (
     "DHAN_ACCESS_TOKEN",
@@ -48,7 +52,13 @@ class Config:
     dhan_api_base: str = "https://api.dhan.co/v2"
     dhan_timeout_seconds: float = 10.0
     dhan_min_interval_seconds: float = 3.0
+    # Token lifecycle (oi/tokens.py): alert lead time, optional renewal via /v2/RenewToken, where a renewed token lives
+    dhan_token_alert_minutes: float = 60.0
+    dhan_auto_renew: bool = False
+    dhan_renew_before_hours: float = 20.0
+    dhan_token_file: Path = Path("var/dhan_token.json")
     underlyings: dict[str, tuple[int, str]] = field(default_factory=lambda: dict(DEFAULT_UNDERLYINGS))
+    lot_sizes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LOT_SIZES))
     symbols: tuple[str, ...] = ("NIFTY", "BANKNIFTY")
     expiries_per_symbol: int = 1
     strikes_around_atm: int = 10
@@ -57,6 +67,7 @@ class Config:
     mongo_uri: str = field(default="", repr=False)
     mongo_db: str = "oi"
     data_dir: Path = Path("var")
+    retention_days: int = 30  # history older than this many days is dropped (prune job; TTL index on MongoDB)
     # Clock and calendar
     market_always_open: bool = False
     now: datetime | None = None
@@ -67,6 +78,8 @@ class Config:
     port: int = 5000
     start_refresher: bool = True
     log_level: str = "INFO"
+    # Shared secret Cloudflare adds as X-Origin-Secret; when set, requests without it get 403 (oi/security.py).
+    origin_secret: str = field(default="", repr=False)
     # Publishing (issue #3) and DNS (issue #4)
     aws_region: str = "ap-south-1"
     aws_access_key: str = field(default="", repr=False)
@@ -101,10 +114,12 @@ class Config:
         """Secret values in force, for redaction."""
         values = [
             self.dhan_access_token,
+            self.aws_access_key,  # not a secret by itself, but botocore's DEBUG log writes it in Authorization
             self.aws_secret_key,
             self.cloudflare_api_token,
             self.telegram_bot_token,
             self.s3_referer_secret,
+            self.origin_secret,
         ]
         return [v for v in values if v and len(v) >= 4]
 
@@ -183,6 +198,39 @@ def _underlyings(env: Mapping[str, str]) -> dict[str, tuple[int, str]]:
     return table
 
 
+def _lot_sizes(env: Mapping[str, str]) -> dict[str, int]:
+    table = dict(DEFAULT_LOT_SIZES)
+    for part in env.get("OI_LOT_SIZES", "").split(","):
+        if not part.strip():
+            continue
+        name, _, size = part.partition(":")
+        if not size.strip().isdigit() or int(size) < 1:
+            raise ConfigError(f"OI_LOT_SIZES: {part.strip()!r} is not SYMBOL:SIZE with a positive size")
+        table[name.strip().upper()] = int(size)
+    return table
+
+
+def _origin_secret(env: Mapping[str, str]) -> str:
+    raw = env.get("ORIGIN_SECRET", "").strip()
+    if not raw:
+        return ""
+    # Never echo the value: this message reaches the console and the logs.
+    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
+        raise ConfigError("ORIGIN_SECRET must be at least 16 printable ASCII characters without spaces")
+    if not _bool(env, "CLOUDFLARE_PROXIED", True):
+        # Without the proxy visitors reach the instance directly, without the header: every request would be 403.
+        raise ConfigError("ORIGIN_SECRET needs CLOUDFLARE_PROXIED=1 (only Cloudflare adds X-Origin-Secret)")
+    return raw
+
+
+def _renew_before(env: Mapping[str, str]) -> float:
+    hours = _number(env, "DHAN_RENEW_BEFORE_HOURS", 20.0, minimum=0.1)
+    if hours >= 24:
+        # Tokens last 24 h: a threshold that long would renew on every pass of the watch.
+        raise ConfigError(f"DHAN_RENEW_BEFORE_HOURS={hours:g} must be less than 24")
+    return hours
+
+
 def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     """Parse an ISO-8601 timestamp that must carry its UTC offset (a naive time is ambiguous: IST or UTC?)."""
     try:
@@ -228,7 +276,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         dhan_api_base=dhan_api_base,
         dhan_timeout_seconds=_number(env, "DHAN_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         dhan_min_interval_seconds=_number(env, "DHAN_MIN_INTERVAL_SECONDS", 3.0, minimum=0.01),
+        dhan_token_alert_minutes=_number(env, "DHAN_TOKEN_ALERT_MINUTES", 60.0),
+        dhan_auto_renew=_bool(env, "DHAN_AUTO_RENEW", False),
+        dhan_renew_before_hours=_renew_before(env),
+        dhan_token_file=Path(get("DHAN_TOKEN_FILE") or Path(get("OI_DATA_DIR", "var") or "var") / "dhan_token.json"),
         underlyings=underlyings,
+        lot_sizes=_lot_sizes(env),
         symbols=symbols,
         expiries_per_symbol=int(_number(env, "OI_EXPIRIES_PER_SYMBOL", 1, int, minimum=1)),
         strikes_around_atm=int(_number(env, "OI_STRIKES_AROUND_ATM", 10, int, minimum=1)),
@@ -236,6 +289,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         mongo_uri=get("MONGO_URI"),
         mongo_db=get("MONGO_DB", "oi") or "oi",
         data_dir=Path(get("OI_DATA_DIR", "var") or "var"),
+        retention_days=int(_number(env, "OI_RETENTION_DAYS", 30, int, minimum=1)),
         market_always_open=_bool(env, "OI_MARKET_ALWAYS_OPEN", False),
         now=parse_now(now_raw) if now_raw else None,
         extra_holidays=_dates(env, "OI_HOLIDAYS"),
@@ -244,6 +298,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         port=int(_number(env, "PORT", 5000, int, minimum=1)),
         start_refresher=_bool(env, "OI_REFRESHER", True),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        origin_secret=_origin_secret(env),
         aws_region=get("AWS_REGION", "ap-south-1") or "ap-south-1",
         aws_access_key=get("AWS_ACCESS_KEY"),
         aws_secret_key=get("AWS_SECRET_KEY"),

@@ -1,4 +1,4 @@
-"""One-time (idempotent) setup of the instance's life: EventBridge Scheduler start/stop, Cloudflare Referer rule.
+"""One-time (idempotent) setup of the instance's life: EventBridge Scheduler start/stop, Cloudflare header rule.
 
 Usage (from the install dir, with .env loaded)::
 
@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from oi.config import Config, ConfigError, from_env, require
 from oi.dns import CloudflareError, cloudflare_from_config
 from oi.s3 import make_client
+from oi.security import ORIGIN_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,22 @@ def ensure_schedule(scheduler, spec: dict) -> str:
 # ------------------------------------------------------------------------------------------- transform rule
 
 
-def transform_rule(domain: str, secret: str) -> dict[str, Any]:
-    """Set Referer to the shared secret on requests to `domain`, so the S3 bucket policy lets Cloudflare in."""
+def transform_rule(domain: str, secret: str, origin_secret: str = "") -> dict[str, Any]:
+    """Set Referer to the shared secret on requests to `domain`, so the S3 bucket policy lets Cloudflare in; with
+    `origin_secret` also X-Origin-Secret, which the instance's origin lock (oi/security.py) demands."""
+    headers, purposes = {}, []
+    if secret:
+        headers["Referer"] = {"operation": "set", "value": secret}
+        purposes.append("Referer for the S3 snapshot")
+    if origin_secret:
+        headers[ORIGIN_HEADER] = {"operation": "set", "value": origin_secret}
+        purposes.append(f"{ORIGIN_HEADER} for the instance")
     return {
         "ref": RULE_REF,
-        "description": f"OI: set Referer for the S3 snapshot of {domain}",
+        "description": f"OI: set {' and '.join(purposes)} of {domain}",
         "expression": f'(http.host eq "{domain}")',
         "action": "rewrite",
-        "action_parameters": {"headers": {"Referer": {"operation": "set", "value": secret}}},
+        "action_parameters": {"headers": headers},
         "enabled": True,
     }
 
@@ -134,18 +143,22 @@ def masked(rule: dict) -> dict:
     return out
 
 
+def _names(rule: dict) -> str:
+    return ", ".join(rule["action_parameters"]["headers"])
+
+
 _RULE_KEYS = ("expression", "action", "action_parameters", "enabled", "description")
 _READ_ONLY = ("version", "last_updated", "categories")
 
 
-def ensure_transform_rule(cf, domain: str, secret: str, dry_run: bool = False) -> str:
+def ensure_transform_rule(cf, domain: str, secret: str, dry_run: bool = False, origin_secret: str = "") -> str:
     """Create/update our rule in the zone's late-transform entry point, keeping other rules as they are."""
-    wanted = transform_rule(domain, secret)
+    wanted = transform_rule(domain, secret, origin_secret)
     current = cf.get_phase_entrypoint(TRANSFORM_PHASE)
     rules = [{k: v for k, v in r.items() if k not in _READ_ONLY} for r in (current or {}).get("rules", [])]
     mine = [r for r in rules if r.get("ref") == RULE_REF]
     if len(mine) == 1 and all(mine[0].get(k) == wanted[k] for k in _RULE_KEYS):
-        log.info("transform rule %s: unchanged (Referer = %s)", RULE_REF, MASK)
+        log.info("transform rule %s: unchanged (%s = %s)", RULE_REF, _names(wanted), MASK)
         return "unchanged"
     outcome = "updated" if mine else "created"
     if mine:  # keep our rule where the operator put it; drop accidental duplicates
@@ -158,7 +171,7 @@ def ensure_transform_rule(cf, domain: str, secret: str, dry_run: bool = False) -
         log.info("transform rule %s: would be %s (dry run)", RULE_REF, outcome)
         return f"would be {outcome}"
     cf.put_phase_entrypoint(TRANSFORM_PHASE, rules, description="Request header transform rules")
-    log.info("transform rule %s: %s (Referer = %s for %s)", RULE_REF, outcome, MASK, domain)
+    log.info("transform rule %s: %s (%s = %s for %s)", RULE_REF, outcome, _names(wanted), MASK, domain)
     return outcome
 
 
@@ -172,7 +185,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the schedules; call nothing")
     s.add_argument("--with-transform-rule", action="store_true", help="also set up the Cloudflare Referer rule")
     s.add_argument("--prefix", default="oi", help="schedule name prefix (default oi: oi-start-instance, ...)")
-    t = sub.add_parser("transform-rule", help="create/update the Cloudflare rule that sets Referer for S3")
+    t = sub.add_parser(
+        "transform-rule",
+        help="create/update the Cloudflare rule that sets Referer (for S3) and X-Origin-Secret (with ORIGIN_SECRET)",
+    )
     t.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     return p
 
@@ -191,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 ("cloudflare_api_token", "CLOUDFLARE_API_TOKEN"),
                 ("cloudflare_zone_id", "CLOUDFLARE_ZONE_ID"),
                 ("domain_name", "DOMAIN_NAME"),
-                ("s3_referer_secret", "S3_REFERER_SECRET"),
             )
+            if not (config.s3_referer_secret or config.origin_secret):
+                raise ConfigError("missing configuration: S3_REFERER_SECRET (and/or ORIGIN_SECRET)")
     except ConfigError as exc:
         print(f"oi.lifecycle: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -208,14 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         if do_rule:
             cf = cloudflare_from_config(config)
             if args.dry_run:
-                print(json.dumps(masked(transform_rule(config.domain_name, config.s3_referer_secret)), indent=2))
-            outcome = ensure_transform_rule(cf, config.domain_name, config.s3_referer_secret, args.dry_run)
+                rule = transform_rule(config.domain_name, config.s3_referer_secret, config.origin_secret)
+                print(json.dumps(masked(rule), indent=2))
+            outcome = ensure_transform_rule(
+                cf, config.domain_name, config.s3_referer_secret, args.dry_run, config.origin_secret
+            )
             print(f"transform rule {RULE_REF}: {outcome}")
     except Exception as exc:  # AWS/Cloudflare errors, no credentials...: one line, not a traceback
         log.debug("unexpected error", exc_info=True)
         text = str(exc) if isinstance(exc, (ClientError, CloudflareError)) else f"{type(exc).__name__}: {exc}"
-        if config.s3_referer_secret:  # in case an API echoes the rule back in an error
-            text = text.replace(config.s3_referer_secret, MASK)
+        for secret in (config.s3_referer_secret, config.origin_secret):  # in case an API echoes the rule back
+            if secret:
+                text = text.replace(secret, MASK)
         print(f"oi.lifecycle: failed: {text}", file=sys.stderr)
         return 1
     return 0

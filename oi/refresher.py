@@ -9,7 +9,9 @@ injected clock and timer; APScheduler calls it every tick.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import random
 import socket
@@ -21,9 +23,9 @@ from datetime import date, datetime
 from typing import Protocol
 
 from oi.market.calendar import IST, Clock, MarketCalendar
-from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, DhanError
+from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
-from oi.store import Store
+from oi.store import STORE_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Refresher:
     _stale_lists: set[str] = field(default_factory=set)
     _backoff_level: int = 0
     _status: dict = field(default_factory=dict)
+    store_down: bool = False  # the last store operation failed; cleared by the next one that works
 
     @property
     def lease_ttl(self) -> float:
@@ -76,7 +79,16 @@ class Refresher:
         return self.store.lease_holder(LEASE, self.timer()) == self.holder
 
     def stop(self) -> None:
-        self.store.release_lease(LEASE, self.holder)
+        try:
+            self.store.release_lease(LEASE, self.holder)
+        except Exception:
+            log.warning("could not release the refresher lease; it lapses after %.0f s", self.lease_ttl, exc_info=True)
+
+    def token_replaced(self) -> None:
+        """A new access token is in force (renewed, or reloaded from the token file): lift an auth-failure stop."""
+        if self._status.get("auth_failed") or self.store.status().get("auth_failed"):
+            log.info("new Dhan access token in force: polling resumes")
+            self._set_status(auth_failed=False, error=None, error_kind=None, reason=None)
 
     # --- choosing the next call ---------------------------------------------------------------------------------
     def next_task(self, now: datetime) -> tuple[str, str, str | None] | None:
@@ -115,7 +127,62 @@ class Refresher:
 
     # --- one step -----------------------------------------------------------------------------------------------
     def run_once(self) -> str | None:
-        """Do at most one upstream call if this process holds the lease and the pace slot is due."""
+        """Do at most one upstream call if this process holds the lease and the pace slot is due.
+
+        Upstream faults and store outages never raise out of it: an upstream fault is recorded in the shared status
+        (with a plain-words ``reason`` for viewers), a store outage in :attr:`store_down`."""
+        try:
+            claimed = self._claim()
+        except STORE_ERRORS as exc:
+            # The lease and the pace slot live in the store: without it this process cannot know whether another
+            # one is calling Dhan, nor keep the global pace, so it makes no upstream call until the store is back.
+            self._store_failed(exc)
+            return None
+        self._store_ok()
+        if claimed is None:
+            return None
+        now, (kind, symbol, expiry) = claimed
+        today = now.astimezone(IST).date()
+        self._attempted[(symbol, expiry or "")] = self.timer()
+        label = f"{kind} {symbol}{' ' + expiry if expiry else ''}"
+        try:
+            if kind == "expiries":
+                result = self.source.expiries(symbol, today)
+                if not result:
+                    raise DhanError(UPSTREAM, f"empty expiry list for {symbol}", reason="empty expiry list from Dhan")
+            else:
+                result = self.source.chain(symbol, expiry, now)
+                if not result.strikes:
+                    raise DhanError(
+                        UPSTREAM, f"empty option chain for {symbol} {expiry}", reason="empty option chain from Dhan"
+                    )
+        except DhanError as exc:
+            self._on_error(exc, symbol)
+            return f"{label}: {exc.kind}"
+        except Exception as exc:
+            log.exception("refresh %s failed", label)
+            self._set_status(
+                error=f"{type(exc).__name__}: {exc}", error_kind="internal", reason="internal error while refreshing"
+            )
+            return f"{label}: internal"
+        try:
+            if kind == "expiries":
+                self.store.save_expiries(symbol, result, today)
+                self._stale_lists.discard(symbol)
+            else:
+                self.store.save_chain(self._with_good_spot(result))
+        except STORE_ERRORS as exc:
+            self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
+            return f"{label}: store"
+        self._backoff_level = 0
+        if self._status.get("error"):
+            log.info("refresh recovered: %s", label)
+            self._set_status(error=None, error_kind=None, reason=None)
+        log.debug("refreshed %s", label)
+        return label
+
+    def _claim(self) -> tuple[datetime, tuple[str, str, str | None]] | None:
+        """The lease, the next task and its pace slot, or None when this process should not call now."""
         if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
             return None
         if self._status.get("auth_failed"):
@@ -126,34 +193,47 @@ class Refresher:
             return None
         if not self.store.claim_slot(PACE, self.timer(), self.interval + PACE_SLACK_SECONDS):
             return None
-        kind, symbol, expiry = task
-        self._attempted[(symbol, expiry or "")] = self.timer()
-        label = f"{kind} {symbol}{' ' + expiry if expiry else ''}"
+        return now, task
+
+    def _with_good_spot(self, chain: OptionChain) -> OptionChain:
+        """Dhan sends spot 0 on holidays, before the open and in glitches: keep the symbol's last good spot, so ATM
+        (and the strike window around it) does not jump. With none stored yet, the chain is kept as it is."""
+        if chain.spot > 0 and math.isfinite(chain.spot):
+            return chain
+        good = [c for c in self.store.latest_all() if c.symbol == chain.symbol and c.spot > 0]
+        if not good:
+            return chain
+        spot = max(good, key=lambda c: c.as_of).spot
+        log.warning(
+            "%s %s came with spot %s: keeping the last good spot %s", chain.symbol, chain.expiry, chain.spot, spot
+        )
+        return dataclasses.replace(chain, spot=spot)
+
+    def _store_failed(self, exc: Exception) -> None:
+        if not self.store_down:  # once per outage: the scheduler ticks several times a second
+            log.warning("store unreachable, no upstream calls until it is back: %s: %s", type(exc).__name__, exc)
+        self.store_down = True
+
+    def _store_ok(self) -> None:
+        if self.store_down:
+            log.info("store reachable again: refreshing resumes")
+        self.store_down = False
+
+    # --- retention ----------------------------------------------------------------------------------------------
+    def prune(self, keep_days: int) -> list[date]:
+        """Drop history days older than `keep_days` (and keep MongoDB's TTL index in step), if this process holds
+        the refresher lease: one process prunes, the others skip. Never raises; returns the days dropped."""
         try:
-            if kind == "expiries":
-                expiries = self.source.expiries(symbol, now.astimezone(IST).date())
-                if not expiries:
-                    raise DhanError("upstream", f"empty expiry list for {symbol}")
-                self.store.save_expiries(symbol, expiries, now.astimezone(IST).date())
-                self._stale_lists.discard(symbol)
-            else:
-                chain = self.source.chain(symbol, expiry, now)
-                if not chain.strikes:
-                    raise DhanError("upstream", f"empty option chain for {symbol} {expiry}")
-                self.store.save_chain(chain)
-        except DhanError as exc:
-            self._on_error(exc, symbol)
-            return f"{label}: {exc.kind}"
-        except Exception as exc:
-            log.exception("refresh %s failed", label)
-            self._set_status(error=f"{type(exc).__name__}: {exc}", error_kind="internal")
-            return f"{label}: internal"
-        self._backoff_level = 0
-        if self._status.get("error"):
-            log.info("refresh recovered: %s", label)
-            self._set_status(error=None, error_kind=None)
-        log.debug("refreshed %s", label)
-        return label
+            if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
+                return []
+            dropped = self.store.prune(self.clock().astimezone(IST).date(), keep_days)
+            self.store.ensure_ttl(keep_days)
+        except Exception:
+            log.warning("history prune failed; the next run retries", exc_info=True)
+            return []
+        if dropped:
+            log.info("pruned %d history day(s) older than %d days: %s", len(dropped), keep_days, dropped[0])
+        return dropped
 
     def _on_error(self, exc: DhanError, symbol: str) -> None:
         log.warning("upstream error for %s: %s", symbol, exc)
@@ -161,7 +241,10 @@ class Refresher:
             self._backoff_level += 1
             delay = min(MAX_BACKOFF_SECONDS, self.interval * 2**self._backoff_level)
             delay *= 1 + 0.25 * self.rng.random()  # jitter, so restarts do not synchronize
-            self.store.delay_slot(PACE, self.timer() + delay)
+            try:
+                self.store.delay_slot(PACE, self.timer() + delay)
+            except STORE_ERRORS as err:
+                self._store_failed(err)  # no calls at all then, which is the safest back-off
             log.warning("rate limited: next upstream call in %.1f s", delay)
         elif exc.kind == AUTH:
             log.error("Dhan rejected the access token (%s): polling stopped until it is replaced", exc)
@@ -172,7 +255,7 @@ class Refresher:
             disabled = sorted(set(self._status.get("disabled", [])) | {symbol})
             log.error("Dhan does not know %s's security id: skipping it (fix OI_UNDERLYINGS)", symbol)
             self._set_status(disabled=disabled)
-        self._set_status(error=str(exc), error_kind=exc.kind)
+        self._set_status(error=str(exc), error_kind=exc.kind, reason=exc.reason)
 
     def _set_status(self, **changes: object) -> None:
         self._status.update(changes)

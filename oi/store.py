@@ -6,7 +6,8 @@ embedded on-disk default (montydb on SQLite), and the contract tests run it agai
 * ``find_one``/``find`` by ``_id`` or equality, ``$lt``/``$lte``/``$gte``, ``$or``; ``sort`` + ``limit``;
 * ``insert_one`` (DuplicateKeyError on a taken ``_id``), ``replace_one(upsert=True)`` with ``_id`` repeated in the
   replacement (montydb otherwise invents a new id), ``update_one`` with ``$set``/``$inc``;
-* ``list_collection_names``/``drop_collection``. No indexes, TTL, ``aggregate`` or ``bulk_write``.
+* ``list_collection_names``/``drop_collection``. No indexes, TTL, ``aggregate`` or ``bulk_write`` — except one TTL
+  index per history collection on real MongoDB (:meth:`Store.ensure_ttl`), a server-side backstop to the prune.
 
 montydb scans a whole collection for every query and has no indexes, so data is shaped to keep every collection
 small: ``latest`` holds one document per (symbol, expiry); history lives in one collection per session day
@@ -32,6 +33,8 @@ from oi.market.model import OptionChain
 log = logging.getLogger(__name__)
 
 HISTORY_PREFIX = "history_"
+# A BSON date in history documents on real MongoDB only, for its TTL index; the other backends keep plain types.
+TTL_FIELD, TTL_INDEX = "created", "ttl_created"
 
 
 def _duplicate_key_errors() -> tuple[type[Exception], ...]:
@@ -48,6 +51,21 @@ def _duplicate_key_errors() -> tuple[type[Exception], ...]:
 
 
 DUPLICATE_KEY = _duplicate_key_errors()
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    # What a failing backend raises: pymongo's errors (mongomock's are pymongo's), montydb's, and on the embedded
+    # store SQLite's and the lock file's.
+    import sqlite3
+
+    errors: list[type[Exception]] = [sqlite3.Error, OSError]
+    for module, name in (("pymongo.errors", "PyMongoError"), ("montydb.errors", "MontyError")):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+    return tuple(errors)
+
+
+STORE_ERRORS = _store_errors()
 
 
 def minute_id(chain: OptionChain) -> str:
@@ -91,9 +109,10 @@ class Store:
         with self._atomic():
             self.db.latest.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
             grew = True
+            extra = {TTL_FIELD: chain.as_of} if self.backend == "mongodb" else {}
             try:
                 self.db[history_collection(chain.as_of.astimezone(IST).date())].insert_one(
-                    {"_id": minute_id(chain), **doc}
+                    {"_id": minute_id(chain), **doc, **extra}
                 )
             except DUPLICATE_KEY:
                 grew = False
@@ -134,6 +153,15 @@ class Store:
                     days.append(datetime.strptime(name[len(HISTORY_PREFIX) :], "%Y%m%d").date())
         return sorted(days)
 
+    def last_spot_before(self, symbol: str, day: date) -> float | None:
+        """The last spot stored for `symbol` in the newest session before `day`: the previous close, as we saw it."""
+        earlier = [d for d in self.history_days() if d < day]
+        if not earlier:
+            return None
+        with self._thread_lock:
+            docs = list(self.db[history_collection(earlier[-1])].find({"symbol": symbol}).sort("ts", -1).limit(1))
+        return float(docs[0]["spot"]) if docs and docs[0]["spot"] > 0 else None
+
     def prune(self, today: date, keep_days: int) -> list[date]:
         """Drop history days older than `keep_days`; returns the dropped days."""
         cutoff = today - timedelta(days=keep_days)
@@ -142,6 +170,27 @@ class Store:
             for day in dropped:
                 self.db.drop_collection(history_collection(day))
         return dropped
+
+    def ensure_ttl(self, keep_days: int) -> list[str]:
+        """On real MongoDB, a TTL index on every history collection, so the server drops documents older than
+        `keep_days` even if the prune stops running. The prune job calls it, so a day's collection is indexed on
+        the first run after its first write, long before anything in it expires. Idempotent; a changed retention
+        replaces the index. Returns the collections indexed (none on the other backends: montydb ignores indexes,
+        the prune covers it)."""
+        if self.backend != "mongodb":
+            return []
+        import pymongo.errors
+
+        seconds = keep_days * 86400
+        names = [history_collection(day) for day in self.history_days()]
+        for name in names:
+            collection = self.db[name]
+            try:
+                collection.create_index(TTL_FIELD, expireAfterSeconds=seconds, name=TTL_INDEX)
+            except pymongo.errors.OperationFailure:  # same name, other options: the retention changed
+                collection.drop_index(TTL_INDEX)
+                collection.create_index(TTL_FIELD, expireAfterSeconds=seconds, name=TTL_INDEX)
+        return names
 
     # --- expiry lists -------------------------------------------------------------------------------------------
     def save_expiries(self, symbol: str, expiries: list[str], fetched_on: date) -> None:
@@ -170,7 +219,7 @@ class Store:
         return int(doc["n"]) if doc else 0
 
     # --- lease (single-flight refresher) and pace gate ----------------------------------------------------------
-    def _claim(self, key: str, condition: dict, update: dict) -> bool:
+    def claim(self, key: str, condition: dict, update: dict) -> bool:
         """Atomically apply `update` to meta[key] if `condition` holds, creating it if absent."""
         with self._atomic():
             if self.db.meta.update_one({"_id": key, **condition}, {"$set": update}).matched_count:
@@ -183,7 +232,7 @@ class Store:
 
     def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
         """Take or renew the lease `name` for `holder` until now + ttl; False while someone else holds it."""
-        return self._claim(
+        return self.claim(
             f"lease:{name}",
             {"$or": [{"holder": holder}, {"expires": {"$lt": now}}]},
             {"holder": holder, "expires": now + ttl},
@@ -200,7 +249,7 @@ class Store:
 
     def claim_slot(self, name: str, now: float, interval: float) -> bool:
         """The global pace: True (and the next slot moves to now + interval) only if the slot is due."""
-        return self._claim(f"pace:{name}", {"next_at": {"$lte": now}}, {"next_at": now + interval, "last_at": now})
+        return self.claim(f"pace:{name}", {"next_at": {"$lte": now}}, {"next_at": now + interval, "last_at": now})
 
     def delay_slot(self, name: str, until: float) -> None:
         """Push the next slot out (back-off after a rate limit); never pulls it earlier."""

@@ -10,15 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from oi import analytics
+from oi.analytics import COMBINED
+from oi.history import Series, combine
+from oi.market.calendar import IST
 from oi.market.model import OptionChain
 from oi.refresher import nearest_expiries
 from oi.store import Store
 
 log = logging.getLogger(__name__)
+
+AT_VIEWS = 32  # as-of views kept per process: a replay being scrubbed back and forth
 
 
 def dumps(obj: object) -> bytes:
@@ -27,21 +33,43 @@ def dumps(obj: object) -> bytes:
 
 @dataclass
 class View:
+    """One chain as the API serves it, with the session series it belongs to (for interval changes)."""
+
     chain: OptionChain
-    data: dict  # analytics.chain_view(chain), every strike
-    _bodies: dict[int | None, bytes] = field(default_factory=dict)
+    series: Series | None = None
+    prev_close: float = 0.0
+    lot_size: int | None = None
+    _data: dict[int | None, dict] = field(default_factory=dict)
+    _bodies: dict[tuple[int | None, int | None], bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def body(self, around: int | None) -> bytes:
-        """The serialized response for ATM ± `around` strikes (None = all), memoized per window size."""
-        cached = self._bodies.get(around)
+    def ref(self, interval: int) -> OptionChain | None:
+        """The stored snapshot at or before `interval` minutes before this chain."""
+        if self.series is None:
+            return None
+        return self.series.chain_at(self.chain.as_of - timedelta(minutes=interval))
+
+    def data(self, interval: int | None = None) -> dict:
+        cached = self._data.get(interval)
         if cached is None:
-            strikes = self.data["strikes"]
-            strikes = strikes[analytics.window_slice([s["strike"] for s in strikes], self.data["atm"], around)]
-            cached = dumps({**self.data, "strikes": strikes})
+            ref = self.ref(interval) if interval else None
+            cached = analytics.chain_view(self.chain, ref, interval, self.prev_close, self.lot_size)
             with self._lock:
-                if len(self._bodies) < 64:  # bounded: window sizes are few in practice
-                    self._bodies[around] = cached
+                self._data[interval] = cached
+        return cached
+
+    def body(self, around: int | None, interval: int | None = None) -> bytes:
+        """The serialized response for ATM ± `around` strikes (None = all), memoized per window and interval."""
+        key = (around, interval)
+        cached = self._bodies.get(key)
+        if cached is None:
+            data = self.data(interval)
+            strikes = data["strikes"]
+            strikes = strikes[analytics.window_slice([s["strike"] for s in strikes], data["atm"], around)]
+            cached = dumps({**data, "strikes": strikes})
+            with self._lock:
+                if len(self._bodies) < 64:  # bounded: window sizes and intervals are few in practice
+                    self._bodies[key] = cached
         return cached
 
 
@@ -50,11 +78,17 @@ class ViewCache:
     store: Store
     symbols: tuple[str, ...]
     expiries_per_symbol: int
+    lot_sizes: dict[str, int] = field(default_factory=dict)
     version: int = -1
     views: dict[tuple[str, str], View] = field(default_factory=dict)
     expiries: dict[str, list[str]] = field(default_factory=dict)  # per symbol, nearest first, with data only
+    series: dict[tuple[str, str], Series] = field(default_factory=dict)  # the current session, per expiry
     symbols_json: bytes = b'{"symbols":[]}'
     status: dict = field(default_factory=dict)  # the refresher's shared status (errors, auth failure)
+    _prev_close: dict[tuple[str, date], float] = field(default_factory=dict)
+    _at_views: OrderedDict = field(default_factory=OrderedDict)
+    _history: dict[tuple[str, str], tuple[int, Series, bytes]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sync(self, today: date) -> bool:
         """Reload from the store if its version moved. Returns True when the views changed."""
@@ -63,6 +97,7 @@ class ViewCache:
             return False
         chains = {(c.symbol, c.expiry): c for c in self.store.latest_all()}
         views: dict[tuple[str, str], View] = {}
+        series: dict[tuple[str, str], Series] = {}
         expiries: dict[str, list[str]] = {}
         for symbol in self.symbols:
             stored = self.store.expiries(symbol)
@@ -72,22 +107,127 @@ class ViewCache:
                 # Expiry rollover, or no list yet: show the freshest data we hold for the symbol rather than nothing.
                 mine = sorted((c for (s, _), c in chains.items() if s == symbol), key=lambda c: c.as_of)
                 have = [mine[-1].expiry] if mine else []
-            expiries[symbol] = have
             for expiry in have:
-                old = self.views.get((symbol, expiry))
                 chain = chains[(symbol, expiry)]
-                if old is not None and old.chain.as_of == chain.as_of:
+                line = series[(symbol, expiry)] = self._series(symbol, expiry, chain)
+                line.add(chain)
+                old = self.views.get((symbol, expiry))
+                if old is not None and old.chain.as_of == chain.as_of and old.series is line:
                     views[(symbol, expiry)] = old
                 else:
-                    views[(symbol, expiry)] = View(chain, analytics.chain_view(chain))
+                    views[(symbol, expiry)] = self._view(chain, line)
+            if len(have) > 1:
+                self._combine(symbol, have, chains, views, series)
+            expiries[symbol] = have + ([COMBINED] if len(have) > 1 else [])
         # Swap whole dicts: readers on other threads see the old or the new state, never a mix.
-        self.symbols_json = dumps({"symbols": [{"symbol": s, "expiries": expiries[s]} for s in self.symbols]})
+        self.symbols_json = dumps(
+            {
+                "symbols": [
+                    {"symbol": s, "expiries": expiries[s], "lot_size": self.lot_sizes.get(s)} for s in self.symbols
+                ]
+            }
+        )
         self.status = self.store.status()
-        self.views, self.expiries, self.version = views, expiries, version
+        self.views, self.series, self.expiries, self.version = views, series, expiries, version
         return True
 
-    def get(self, symbol: str, expiry: str | None) -> View | None:
+    def _series(self, symbol: str, expiry: str, chain: OptionChain) -> Series:
+        """This session's series for (symbol, expiry): kept, or loaded from the store once (start-up, new day)."""
+        day = chain.as_of.astimezone(IST).date()
+        line = self.series.get((symbol, expiry))
+        if line is not None and line.day == day:
+            return line
+        line = Series(symbol, expiry, day)
+        try:
+            for stored in self.store.history(symbol, expiry, day):
+                line.add(stored)
+        except Exception:
+            log.warning("could not load %s %s history; intervals start from now", symbol, expiry, exc_info=True)
+        return line
+
+    def _combine(self, symbol: str, have: list[str], chains: dict, views: dict, series: dict) -> None:
+        parts = [series[(symbol, e)] for e in have]
+        old = self.series.get((symbol, COMBINED))
+        # A new part series (new day, reload) means rebuilding the combined one from scratch.
+        same = old is not None and [id(p) for p in old.parts] == [id(p) for p in parts]  # parts are kept alive
+        line = combine(parts, into=old if same else None)
+        line.parts = tuple(parts)
+        series[(symbol, COMBINED)] = line
+        merged = analytics.merge([chains[(symbol, e)] for e in have])
+        old_view = self.views.get((symbol, COMBINED))
+        if old_view is not None and old_view.chain == merged and old_view.series is line:
+            views[(symbol, COMBINED)] = old_view
+        else:
+            views[(symbol, COMBINED)] = self._view(merged, line)
+
+    def _view(self, chain: OptionChain, line: Series | None) -> View:
+        return View(chain, line, self.prev_close(chain), self.lot_sizes.get(chain.symbol))
+
+    def prev_close(self, chain: OptionChain) -> float:
+        """The underlying's previous close: from the source when it knows, else the last spot stored before today."""
+        if chain.prev_close > 0:
+            return chain.prev_close
+        key = (chain.symbol, chain.as_of.astimezone(IST).date())
+        if key not in self._prev_close:
+            try:
+                self._prev_close[key] = self.store.last_spot_before(*key) or 0.0
+            except Exception:
+                log.warning("could not read %s's previous close", chain.symbol, exc_info=True)
+                return 0.0
+        return self._prev_close[key]
+
+    def resolve_expiry(self, symbol: str, expiry: str | None) -> str | None:
         expiries = self.expiries.get(symbol) or []
         if expiry is None:
-            expiry = expiries[0] if expiries else None
+            return expiries[0] if expiries else None
+        return expiry if expiry in expiries else None
+
+    def get(self, symbol: str, expiry: str | None) -> View | None:
+        expiry = self.resolve_expiry(symbol, expiry)
         return self.views.get((symbol, expiry)) if expiry else None
+
+    def at(self, symbol: str, expiry: str | None, when: datetime) -> View | None:
+        """The view as of `when`: the latest snapshot at or before it (the live one if `when` is later)."""
+        expiry = self.resolve_expiry(symbol, expiry)
+        latest = self.views.get((symbol, expiry)) if expiry else None
+        if latest is None:
+            return None
+        if latest.chain.as_of <= when:
+            return latest
+        line = self.series.get((symbol, expiry))
+        i = line.index_at(when) if line is not None else None
+        if i is None:
+            return None
+        key = (symbol, expiry, line.day, i)
+        with self._lock:
+            view = self._at_views.get(key)
+            if view is not None:
+                self._at_views.move_to_end(key)
+                return view
+        view = self._view(line.chain(i), line)
+        with self._lock:
+            self._at_views[key] = view
+            while len(self._at_views) > AT_VIEWS:
+                self._at_views.popitem(last=False)
+        return view
+
+    def history(self, symbol: str, expiry: str | None) -> bytes | None:
+        """The session's per-minute series as JSON, memoized until the series grows."""
+        expiry = self.resolve_expiry(symbol, expiry)
+        line = self.series.get((symbol, expiry)) if expiry else None
+        if line is None:
+            return None
+        key = (symbol, expiry)
+        cached = self._history.get(key)
+        if cached is not None and cached[0] == len(line) and cached[1] is line:
+            return cached[2]
+        body = dumps(
+            {
+                "symbol": symbol,
+                "expiry": expiry,
+                "session": line.day.isoformat(),
+                "points": line.points[: len(line)],
+            }
+        )
+        self._history[key] = (len(line), line, body)
+        return body

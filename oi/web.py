@@ -17,9 +17,12 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from oi import config as config_mod
+from oi.analytics import COMBINED, INTERVALS
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
 from oi.refresher import Refresher
+from oi.security import register_security
 from oi.store import Store, open_store
+from oi.tokens import TokenWatch
 from oi.views import ViewCache, dumps
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ class Runtime:
     refresher: Refresher
     scheduler: BackgroundScheduler | None = None
     closed: bool = False
+    token_watch: TokenWatch | None = None  # the Dhan source only (oi/tokens.py)
+    store_down: bool = False  # set by tick(): this process could not reach the store on its last try
 
     @property
     def demo(self) -> bool:
@@ -49,14 +54,20 @@ class Runtime:
         return self.demo or self.calendar.is_open(now)
 
     def tick(self) -> None:
-        """One scheduler tick: maybe one upstream call, then pick up whatever any process wrote."""
+        """One scheduler tick: maybe one upstream call, then pick up whatever any process wrote. Never raises: the
+        views keep serving whatever happens, and a store outage is logged once, not on every tick."""
         try:
             self.refresher.run_once()
-        finally:
-            try:
-                self.views.sync(self.clock().astimezone(IST).date())
-            except Exception:
+        except Exception:
+            log.exception("refresher step failed")
+        try:
+            self.views.sync(self.clock().astimezone(IST).date())
+        except Exception:
+            if not self.store_down:
                 log.warning("view sync failed; serving the last views", exc_info=True)
+            self.store_down = True
+        else:
+            self.store_down = self.refresher.store_down
 
     def close(self) -> None:
         """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""
@@ -68,8 +79,11 @@ class Runtime:
         self.refresher.stop()
 
     def freshness(self, now: datetime) -> tuple[bool, str | None]:
-        """(stale, reason) for what we serve now: too old in market hours, or the refresher is stuck."""
+        """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
+        hours the last upstream call failed (the reason names the fault in plain words) or the data is too old."""
         status = self.views.status
+        if self.store_down:
+            return True, "store unreachable"
         if status.get("auth_failed"):
             return True, "Dhan rejected the access token; data stopped updating"
         if not self.market_open(now):
@@ -78,10 +92,12 @@ class Runtime:
         oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
         if oldest is None:
             return True, "no data yet"
+        if status.get("error"):
+            # The last call failed: we serve the last good data, and say why it is not moving.
+            return True, status.get("reason") or "data stopped updating"
         age = (now - oldest).total_seconds()
         if age > limit:
-            why = f" ({status['error']})" if status.get("error") else ""
-            return True, f"data is {int(age)} s old{why}"
+            return True, f"data is {int(age)} s old"
         return False, None
 
 
@@ -133,6 +149,7 @@ def index() -> str:
         "strikes": rt.config.strikes_around_atm,
         "source": rt.source.name,
         "refresh_ms": int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
+        "intervals": list(INTERVALS),
     }
     return render_template("index.html", page_config=page_config, source=rt.source.name)
 
@@ -142,32 +159,79 @@ def api_symbols() -> Response:
     return _json(_rt().views.symbols_json)
 
 
+def _small_int(raw: str) -> int | None:
+    """A plain ASCII number of a few digits, else None ("²" is a digit to str.isdigit; 5000 digits break int())."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else None
+
+
+def _expiry() -> str | None:
+    expiry = _param("expiry")
+    if expiry is not None and expiry != COMBINED and not EXPIRY_RE.match(expiry):
+        raise ApiError(f"parameter 'expiry' must be YYYY-MM-DD or '{COMBINED}'")
+    return expiry
+
+
+def _interval() -> int | None:
+    raw = _param("interval")
+    if raw is None or raw in ("", "0"):
+        return None
+    if _small_int(raw) not in INTERVALS:
+        raise ApiError(f"parameter 'interval' must be one of {', '.join(map(str, INTERVALS))} (minutes)")
+    return int(raw)
+
+
+def _at() -> datetime | None:
+    raw = _param("at")
+    if raw is None:
+        return None
+    try:
+        # A naive time is taken as IST: that is what a trader means by "10:30".
+        when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError("parameter 'at' must be an ISO-8601 time, e.g. 2026-11-23T10:30:00+05:30") from None
+    return when if when.tzinfo else when.replace(tzinfo=IST)
+
+
 @bp.get("/api/oi")
 def api_oi() -> Response:
     rt = _rt()
     symbol = _symbol(rt)
-    expiry = _param("expiry")
-    if expiry is not None and not EXPIRY_RE.match(expiry):
-        raise ApiError("parameter 'expiry' must be YYYY-MM-DD")
+    expiry = _expiry()
     strikes_raw = _param("strikes")
     around: int | None = rt.config.strikes_around_atm
     if strikes_raw is not None:
         if strikes_raw == "all":
             around = None
-        elif strikes_raw.isdigit() and 1 <= int(strikes_raw) <= MAX_STRIKES:
+        elif 0 < (_small_int(strikes_raw) or 0) <= MAX_STRIKES:
             around = int(strikes_raw)
         else:
             raise ApiError(f"parameter 'strikes' must be 'all' or a number from 1 to {MAX_STRIKES}")
-    view = rt.views.get(symbol, expiry)
+    interval, at = _interval(), _at()
+    view = rt.views.get(symbol, expiry) if at is None else rt.views.at(symbol, expiry, at)
     if view is None:
+        if at is not None and rt.views.get(symbol, expiry) is not None:
+            raise ApiError(f"no data for {symbol} at or before that time in the session", 404)
         if expiry is not None:
             raise ApiError(f"no data for {symbol} expiry {expiry}", 404)
         raise ApiError(f"no data for {symbol} yet", 404)
     now = rt.clock()
     stale, reason = rt.freshness(now)
-    head = dumps({"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)})
+    head = {"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)}
+    if at is not None:
+        head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
-    return _json(head[:-1] + b"," + view.body(around)[1:])
+    return _json(dumps(head)[:-1] + b"," + view.body(around, interval)[1:])
+
+
+@bp.get("/api/history")
+def api_history() -> Response:
+    rt = _rt()
+    symbol = _symbol(rt)
+    expiry = _expiry()
+    body = rt.views.history(symbol, expiry)
+    if body is None:
+        raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
+    return _json(body)
 
 
 @bp.get("/healthz")
@@ -181,7 +245,11 @@ def healthz() -> Response:
     market_open = rt.market_open(now)
     stale, reason = rt.freshness(now)
     missing = [s for s, v in zip(rt.config.symbols, views, strict=True) if v is None]
-    if missing:
+    watch = rt.token_watch
+    token_problem = watch.problem(now, rt.views.status) if watch is not None else None
+    if token_problem:
+        reason = token_problem
+    elif missing:
         reason = f"no snapshot for {', '.join(missing)}"
     elif not store_ok:
         reason = "store unreachable"
@@ -195,6 +263,8 @@ def healthz() -> Response:
         "data_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
         "store": "ok" if store_ok else "down",
     }
+    if watch is not None and watch.expires_at is not None:
+        body["token"] = watch.state(now).as_dict()  # when it expires, never the token
     if reason:
         body["reason"] = reason
     return _json(dumps(body), 503 if reason else 200)
@@ -233,7 +303,7 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
     clock = clock or clock_from_config(config)
     store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
     source = source or build_source(config, calendar)
-    views = ViewCache(store, config.symbols, config.expiries_per_symbol)
+    views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
     extra = {"timer": timer} if timer else {}
     refresher = Refresher(
         store,
@@ -247,6 +317,17 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
         **extra,
     )
     rt = Runtime(config, store, source, calendar, clock, views, refresher)
+    if config.source == "dhan" and hasattr(source, "set_token"):
+        rt.token_watch = TokenWatch(
+            config,
+            store,
+            source,
+            lambda: rt.clock(),  # late-bound: tests (and OI_NOW) swap rt.clock
+            status=lambda: rt.views.status,
+            is_leader=refresher.is_leader,
+            on_new_token=refresher.token_replaced,
+        )
+        rt.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
     try:
         views.sync(clock().astimezone(IST).date())
     except Exception:
@@ -255,10 +336,18 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
     return rt
 
 
+class _SkippedTicks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
 def register_scheduler(rt: Runtime) -> None:
     # A tick is cheap for followers (one small read) and the pace gate decides upstream calls; a short tick keeps
     # the leader from claiming each slot up to a whole tick late, which would cost ~15% of the allowed rate.
     tick = max(0.05, min(0.3, rt.config.dhan_min_interval_seconds / 10))
+    # A tick still running when the next is due (a slow upstream call) is skipped by design (max_instances=1);
+    # APScheduler would log a warning for each skip, several a second.
+    logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
     scheduler = BackgroundScheduler(daemon=True, timezone="Asia/Kolkata")
     scheduler.add_job(
         rt.tick,
@@ -270,6 +359,34 @@ def register_scheduler(rt: Runtime) -> None:
         next_run_time=datetime.now(IST),
         misfire_grace_time=None,
     )
+    # Retention: once at start-up (the box is stopped at night, so that is the daily run) and at 16:00 IST for a
+    # box that stays up. Refresher.prune only acts in the lease holder, so one process prunes.
+    scheduler.add_job(
+        rt.refresher.prune,
+        "cron",
+        hour=16,
+        minute=0,
+        args=[rt.config.retention_days],
+        id="prune",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(IST),
+        misfire_grace_time=3600,
+    )
+    watch = rt.token_watch
+    if watch is not None:
+        from oi.tokens import WATCH_SECONDS
+
+        scheduler.add_job(
+            watch.run,
+            "interval",
+            seconds=WATCH_SECONDS,
+            id="token-watch",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(IST),
+            misfire_grace_time=None,
+        )
     scheduler.start()
     rt.scheduler = scheduler
     atexit.register(rt.close)
@@ -285,6 +402,7 @@ def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
     app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
+    register_security(app, config)
     if config.start_refresher:
         register_scheduler(rt)
     log.info("serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), rt.store.backend)

@@ -24,14 +24,16 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def browser_page() -> Iterator:
+def browser_page(bypass_csp: bool = True, **context: object) -> Iterator:
+    """A page in Debian's Chromium. Playwright's string predicates (wait_for_function) run through eval, which the
+    app's CSP forbids, so functional tests bypass CSP; the CSP test itself passes bypass_csp=False."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium") and not shutil.os.path.exists(CHROMIUM):
         pytest.fail("Chromium is not installed (apt-get install chromium); the browser tests need it")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_page(bypass_csp=bypass_csp, **context)
             yield page
         finally:
             browser.close()

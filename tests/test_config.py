@@ -40,6 +40,8 @@ def test_explicit_demo_wins_over_credentials():
         ({"PORT": "http"}, "PORT"),
         ({"DHAN_API_BASE": "api.dhan.co"}, "DHAN_API_BASE"),
         ({"OI_UNDERLYINGS": "FOO"}, "OI_UNDERLYINGS"),
+        ({"OI_LOT_SIZES": "NIFTY:0"}, "OI_LOT_SIZES"),
+        ({"OI_LOT_SIZES": "NIFTY=75"}, "OI_LOT_SIZES"),
     ],
 )
 def test_invalid_values_name_the_variable(env, variable):
@@ -56,3 +58,9 @@ def test_oi_now_and_symbols_parse():
 def test_operator_can_add_an_underlying():
     cfg = from_env({"OI_UNDERLYINGS": "RELIANCE:2885:NSE_FNO", "OI_SYMBOLS": "RELIANCE"})
     assert cfg.underlyings["RELIANCE"] == (2885, "NSE_FNO")
+
+
+def test_lot_sizes_default_and_override():
+    assert from_env({}).lot_sizes["NIFTY"] == 65
+    cfg = from_env({"OI_LOT_SIZES": "nifty:75, RELIANCE:500"})
+    assert (cfg.lot_sizes["NIFTY"], cfg.lot_sizes["RELIANCE"], cfg.lot_sizes["SENSEX"]) == (75, 500, 20)

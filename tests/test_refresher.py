@@ -131,7 +131,7 @@ def _worker(base_url, data_dir, seconds, interval):
 
 def test_processes_sharing_the_embedded_store_keep_the_pace(fake_dhan, tmp_path):
     """Real processes, real clock, the on-disk store: the flock-guarded lease and pace hold across processes."""
-    interval = 0.3
+    interval = 0.5
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_worker, args=(fake_dhan.base_url, tmp_path, 4.0, interval)) for _ in range(3)]
     for w in workers:
@@ -141,5 +141,7 @@ def test_processes_sharing_the_embedded_store_keep_the_pace(fake_dhan, tmp_path)
     times = sorted(t for t, _, _ in fake_dhan.calls)
     assert len(times) >= 5
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= interval * 0.95  # loopback timing jitter of a few ms between fake server and worker
+    # Slots are claimed in the store but timed here on arrival at the fake server: a worker descheduled between its
+    # claim and its send (a busy shared machine) shifts one arrival. Allow 0.1 s of that, still far below a double call.
+    assert min(gaps) >= interval - 0.1
     assert len(times) <= 4.0 / interval + 2

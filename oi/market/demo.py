@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from oi.config import DEFAULT_LOT_SIZES
 from oi.market.calendar import CLOSE, IST, MarketCalendar
 from oi.market.model import Leg, OptionChain, Strike
 
@@ -29,11 +30,11 @@ class Underlying:
 
 
 PROFILES = {
-    "NIFTY": Underlying(23850, 50, 65, 12.5, 1),
-    "BANKNIFTY": Underlying(51500, 100, 35, 14.0, None),
-    "FINNIFTY": Underlying(23400, 50, 65, 13.0, None),
-    "MIDCPNIFTY": Underlying(12400, 25, 120, 16.0, None),
-    "SENSEX": Underlying(78500, 100, 20, 12.8, 3),
+    "NIFTY": Underlying(23850, 50, DEFAULT_LOT_SIZES["NIFTY"], 12.5, 1),
+    "BANKNIFTY": Underlying(51500, 100, DEFAULT_LOT_SIZES["BANKNIFTY"], 14.0, None),
+    "FINNIFTY": Underlying(23400, 50, DEFAULT_LOT_SIZES["FINNIFTY"], 13.0, None),
+    "MIDCPNIFTY": Underlying(12400, 25, DEFAULT_LOT_SIZES["MIDCPNIFTY"], 16.0, None),
+    "SENSEX": Underlying(78500, 100, DEFAULT_LOT_SIZES["SENSEX"], 12.8, 3),
 }
 _FALLBACK = Underlying(1000, 10, 100, 20.0, None)
 STRIKES_EACH_SIDE = 25
@@ -176,4 +177,4 @@ class DemoSource:
                     )
                 )
             rows.append(Strike(float(k), legs[0], legs[1]))
-        return OptionChain(symbol, expiry, spot, local, tuple(rows), self.name)
+        return OptionChain(symbol, expiry, spot, local, tuple(rows), self.name, prev_close_spot)

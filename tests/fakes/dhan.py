@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 from collections import deque
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,16 +17,37 @@ TOKEN = "test-token-not-a-secret-0001"
 ERRORS = json.loads((FIXTURES / "errors.json").read_text())
 
 
+SLEEP, DROP = "sleep", "drop"
+
+
+def unsigned_jwt(claims: dict) -> str:
+    """A JWT-shaped token with `claims` as payload and no real signature (Dhan tokens are JWTs; we only read exp)."""
+    part = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{part({'alg': 'HS512', 'typ': 'JWT'})}.{part(claims)}.{part({'sig': 'fake'})}"
+
+
+def dhan_jwt(exp: float, client_id: str = CLIENT_ID, **extra) -> str:
+    claims = {"iss": "dhan", "tokenConsumerType": "SELF", "dhanClientId": client_id, "exp": int(exp)}
+    return unsigned_jwt({**claims, **extra})
+
+
 class FakeDhan:
-    """Records every call (monotonic time, path, payload); `script` queues (status, body) answers to send next."""
+    """Records every call (`clock()` time, path, payload); `script` queues answers to send next: (status, body), or
+    (SLEEP, seconds) to stall before answering (a timeout for a client with a shorter one), or (DROP, None) to close
+    the connection without answering. `clock` defaults to time.monotonic; tests driving a fake timer swap it in."""
 
     def __init__(self, client_id: str = CLIENT_ID, token: str = TOKEN) -> None:
         self.client_id, self.token = client_id, token
+        self.clock = time.monotonic
+        self.stopping = threading.Event()
         self.chain = json.loads((FIXTURES / "optionchain_NIFTY.json").read_text())
         self.expiries = json.loads((FIXTURES / "expirylist_NIFTY.json").read_text())
         self.known_ids = {13, 25, 27, 442, 51}
         self.calls: list[tuple[float, str, dict]] = []
         self.script: deque[tuple[int, object]] = deque()
+        # GET /v2/profile and /v2/RenewToken: answers to send next for RenewToken, and (path, token accepted) seen
+        self.renew_script: deque[tuple[int, object]] = deque()
+        self.account_calls: list[tuple[str, bool]] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -41,6 +64,8 @@ class FakeDhan:
                 self.wfile.write(raw)
 
             def do_GET(self):  # benchmark hook: the upstream calls seen so far
+                if self.path in ("/v2/profile", "/v2/RenewToken"):
+                    return self._send(*fake.account(self.path, self.headers))
                 if self.path != "/_calls":
                     return self._send(404, {})
                 with fake.lock:
@@ -51,10 +76,20 @@ class FakeDhan:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
-                    fake.calls.append((time.monotonic(), self.path, payload))
+                    fake.calls.append((fake.clock(), self.path, payload))
                     scripted = fake.script.popleft() if fake.script else None
                 if self.headers.get("access-token") != fake.token or self.headers.get("client-id") != fake.client_id:
                     return self._send(401, ERRORS["token_invalid_DH901"]["body"])
+                if scripted is not None and scripted[0] == DROP:
+                    self.close_connection = True
+                    return None
+                if scripted is not None and scripted[0] == SLEEP:
+                    fake.stopping.wait(scripted[1])
+                    try:  # the client has given up by now: answering may meet a closed socket
+                        return self._send(200, fake.chain)
+                    except OSError:
+                        self.close_connection = True
+                        return None
                 if scripted is not None:
                     return self._send(*scripted)
                 if payload.get("UnderlyingScrip") not in fake.known_ids:
@@ -76,12 +111,48 @@ class FakeDhan:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
     def chain_calls(self) -> list[tuple[float, str, dict]]:
         with self.lock:
             return [c for c in self.calls if c[1].endswith("/optionchain")]
+
+    def account(self, path: str, headers) -> tuple[int, object]:
+        """GET /v2/profile (tokenValidity in IST, as Dhan shows it) and GET /v2/RenewToken (a new token, 24 h past
+        the old one's exp; from then on only the new token is accepted, as with a real renewal)."""
+        with self.lock:
+            ok = headers.get("access-token") == self.token
+            self.account_calls.append((path, ok))
+            if path.endswith("/RenewToken") and self.renew_script:
+                return self.renew_script.popleft()
+            if not ok:
+                return 401, ERRORS["token_invalid_DH901"]["body"]
+            exp = _exp(self.token) or time.time()
+            if path.endswith("/profile"):
+                ist = datetime.fromtimestamp(exp, timezone(timedelta(hours=5, minutes=30)))
+                return 200, {
+                    "dhanClientId": self.client_id,
+                    "tokenValidity": ist.strftime("%d/%m/%Y %H:%M"),
+                    "activeSegment": "Equity, Derivative",
+                    "ddpi": "Active",
+                    "mtf": "Active",
+                    "dataPlan": "Active",
+                    "dataValidity": "2027-01-01 00:00:00.0",
+                }
+            if headers.get("dhanClientId") != self.client_id:
+                return 400, {"errorType": "Input_Exception", "errorCode": "DH-905", "errorMessage": "dhanClientId"}
+            self.token = dhan_jwt(exp + 86400, self.client_id, n=len(self.account_calls))
+            until = datetime.fromtimestamp(exp + 86400, timezone(timedelta(hours=5, minutes=30)))
+            return 200, {"dhanClientId": self.client_id, "accessToken": self.token, "expiryTime": until.isoformat()}
+
+
+def _exp(token: str) -> float | None:
+    try:
+        return float(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))["exp"])
+    except (IndexError, ValueError, KeyError):
+        return None
 
 
 if __name__ == "__main__":  # used by benchmarks/: python -m tests.fakes.dhan PORTFILE
