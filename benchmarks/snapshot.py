@@ -55,8 +55,9 @@ def main() -> None:
 
         files = manifest["files"]
         page = ["index.html"] + [f for f in files if f.startswith("assets/") and f.endswith((".js", ".css"))]
-        first = next(f for f in files if f.startswith("data/NIFTY_"))
-        data = [f for f in files if f.startswith("data/")]
+        first = next(f for f in files if f.startswith("data/NIFTY_") and ".detail." not in f)
+        data = [f for f in files if f.startswith("data/") and ".detail." not in f]
+        detail = [f for f in files if f.startswith("data/") and ".detail." in f]
         archive = [f for f in files if f.startswith("archive/")]
         page_gz = sum(gz(site / f) for f in page)
         first_gz = gz(site / first)
@@ -76,6 +77,10 @@ def main() -> None:
         print(
             f"all {len(data)} replay datasets with the page, gzipped: {all_gz / 1024:.1f} KB "
             "(other symbols load on demand)"
+        )
+        print(
+            f"Greeks and bid/ask, loaded only when turned on: {sum(gz(site / f) for f in detail) / 1024:.1f} KB "
+            f"gzipped for all {len(detail)} datasets"
         )
         print(f"archive: {sum((site / f).stat().st_size for f in archive) / 1024:.0f} KB in {len(archive)} files")
 

@@ -15,6 +15,7 @@ gzip then squeezes); the summary numbers (ATM, PCR, max pain, totals) are comput
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import io
@@ -27,7 +28,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from oi import analytics
+from oi import analytics, security
+from oi.config import DEFAULT_LOT_SIZES
+from oi.history import Series, combine
 from oi.market.calendar import CLOSE, IST
 from oi.market.model import Leg, OptionChain
 from oi.refresher import nearest_expiries
@@ -37,14 +40,24 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES, STATIC = ROOT / "templates", ROOT / "static"
-ASSETS = ("app.js", "snapshot.js", "style.css")
+ASSETS = ("app.js", "snapshot.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css")
 EXTRA_STRIKES = 5  # the replay table keeps a few strikes beyond the default window, for when spot drifts
-# (column name, leg attribute, scale to integers)
+# (column name, leg attribute, scale to integers): the precision the page shows, which keeps deltas small for gzip
 COLUMNS = (
     ("oi", "oi", 1),
     ("ltp", "ltp", 100),
     ("iv", "iv", 100),
     ("volume", "volume", 1),
+)
+# Greeks and quotes move every minute on every strike, so they would double the page's first download; they go in a
+# second file per dataset that the page loads only when the reader turns those columns on.
+DETAIL_COLUMNS = (
+    ("delta", "delta", 10_000),
+    ("gamma", "gamma", 100_000),
+    ("theta", "theta", 100),
+    ("vega", "vega", 100),
+    ("bid", "bid", 100),
+    ("ask", "ask", 100),
 )
 
 
@@ -55,12 +68,37 @@ class SnapshotError(Exception):
 @dataclass
 class Dataset:
     symbol: str
-    expiry: str
+    expiry: str  # or analytics.COMBINED: the symbol's expiries summed, minute by minute
     chains: list[OptionChain]  # the session's per-minute history, oldest first
+    prev_close: float = 0.0  # the underlying's previous close, 0 when unknown
 
 
 def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
-    """The session's history for every configured symbol and its nearest expiries (as of that day)."""
+    """The session's history for every configured symbol and its nearest expiries (as of that day).
+
+    A symbol with more than one expiry also gets the combined dataset, built by the same rule as the live view.
+    """
+    out = _collect(store, symbols, expiries_per_symbol, day)
+    for symbol in symbols:
+        mine = [d for d in out if d.symbol == symbol]
+        close = next((c.prev_close for d in mine for c in d.chains if c.prev_close > 0), 0.0)
+        close = close or store.last_spot_before(symbol, day) or 0.0
+        for d in mine:
+            d.prev_close = close
+        if len(mine) > 1:
+            parts = []
+            for d in mine:
+                line = Series(symbol, d.expiry, day)
+                for c in d.chains:
+                    line.add(c)
+                parts.append(line)
+            combined = combine(parts, complete=True)
+            chains = [combined.chain(i) for i in range(len(combined))]
+            out.insert(out.index(mine[-1]) + 1, Dataset(symbol, analytics.COMBINED, chains, close))
+    return out
+
+
+def _collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
     out = []
     latest = store.latest_all()
     for symbol in symbols:
@@ -109,24 +147,31 @@ def _delta_rows(rows: list[list[int]]) -> list[list[int]]:
     return out
 
 
-def encode(ds: Dataset, around: int) -> dict:
+def _interval_levels(chains: list[OptionChain]) -> dict[str, list[list]]:
+    """Per interval M and frame: [support, resistance] by the change in OI over the last M minutes (all strikes)."""
+    ts = [c.as_of.timestamp() for c in chains]
+    out = {}
+    for minutes in analytics.INTERVALS:
+        rows = []
+        for chain in chains:
+            j = bisect.bisect_right(ts, chain.as_of.timestamp() - 60 * minutes) - 1
+            lv = analytics.levels(chain, analytics.interval_changes(chain, chains[j] if j >= 0 else None))
+            rows.append([lv["support_by_interval"], lv["resistance_by_interval"]])
+        out[str(minutes)] = rows
+    return out
+
+
+def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
     """One dataset for the page: per-frame summary + per-strike columns, delta-encoded along time."""
     views = [analytics.summary(c) for c in ds.chains]
+    levels = [analytics.levels(c) for c in ds.chains]
     # Strikes: the union over the session of ATM ± (around + EXTRA_STRIKES), so every minute has its window.
     keep: set[float] = set()
     for chain, view in zip(ds.chains, views, strict=True):
         keep.update(s.strike for s in analytics.window(chain.strikes, view["atm"], around + EXTRA_STRIKES))
     strikes = sorted(keep)
     last = {s.strike: s for s in ds.chains[-1].strikes}
-    rows: dict[str, list[list[int]]] = {f"{side}_{name}": [] for side in ("ce", "pe") for name, _, _ in COLUMNS}
-    empty = Leg()
-    for chain in ds.chains:
-        by_strike = {s.strike: s for s in chain.strikes}
-        for side in ("ce", "pe"):
-            legs = [getattr(by_strike[k], side) if k in by_strike else empty for k in strikes]
-            for name, attr, scale in COLUMNS:
-                rows[f"{side}_{name}"].append([round(getattr(leg, attr) * scale) for leg in legs])
-    columns = {name: _delta_rows(r) for name, r in rows.items()}
+    columns = _columns(ds, strikes, COLUMNS)
     return {
         "symbol": ds.symbol,
         "expiry": ds.expiry,
@@ -137,15 +182,36 @@ def encode(ds: Dataset, around: int) -> dict:
         "pcr": [v["pcr"] for v in views],
         "max_pain": [v["max_pain"] for v in views],
         "totals": [list(v["totals"].values()) for v in views],
+        "levels": [list(lv.values()) for lv in levels],
+        "levels_interval": _interval_levels(ds.chains),
+        "prev_close": ds.prev_close or None,
+        "lot_size": lot_size,
         "strikes": [analytics.json_number(k) for k in strikes],
         "prev": {
             f"{side}_{name}": [getattr(getattr(last[k], side), attr) if k in last else 0 for k in strikes]
             for side in ("ce", "pe")
             for name, attr in (("oi", "previous_oi"), ("close", "previous_close"))
         },
-        "scale": {name: scale for name, _, scale in COLUMNS},
+        "scale": {name: scale for name, _, scale in COLUMNS + DETAIL_COLUMNS},
         "columns": columns,
     }
+
+
+def _columns(ds: Dataset, strikes: list[float], spec: tuple) -> dict[str, list[list[int]]]:
+    rows: dict[str, list[list[int]]] = {f"{side}_{name}": [] for side in ("ce", "pe") for name, _, _ in spec}
+    empty = Leg()
+    for chain in ds.chains:
+        by_strike = {s.strike: s for s in chain.strikes}
+        for side in ("ce", "pe"):
+            legs = [getattr(by_strike[k], side) if k in by_strike else empty for k in strikes]
+            for name, attr, scale in spec:
+                rows[f"{side}_{name}"].append([round(getattr(leg, attr) * scale) for leg in legs])
+    return {name: _delta_rows(r) for name, r in rows.items()}
+
+
+def encode_detail(ds: Dataset, strikes: list[float]) -> dict:
+    """The Greeks and quotes of a dataset, on the same strikes and frames as :func:`encode`'s."""
+    return {"symbol": ds.symbol, "expiry": ds.expiry, "columns": _columns(ds, strikes, DETAIL_COLUMNS)}
 
 
 def archive_bytes(ds: Dataset) -> bytes:
@@ -174,6 +240,7 @@ def render_site(
     symbols: tuple[str, ...],
     around: int,
     archive_base: str = "archive",
+    lot_sizes: dict[str, int] | None = None,
 ) -> dict:
     """Write the site into `out` (emptied first). Returns a manifest: files written and the session."""
     if out.exists():
@@ -185,16 +252,25 @@ def render_site(
         assets[name] = f"assets/{_hashed(name, content)}"
         _write(out / assets[name], content)
     for licence in sorted(STATIC.glob("vendor/**/*")):
-        if licence.is_file():
+        if licence.is_file() and licence.relative_to(STATIC).as_posix() not in ASSETS:  # licences and notes
             _write(out / "assets" / licence.relative_to(STATIC), licence.read_bytes())
 
-    data_files, archives = {}, {}
+    lot_sizes = DEFAULT_LOT_SIZES if lot_sizes is None else lot_sizes
+    data_files, detail_files, archives = {}, {}, {}
     for ds in datasets:
         key = f"{ds.symbol}|{ds.expiry}"
-        payload = json.dumps(encode(ds, around), separators=(",", ":"))
+        main = encode(ds, around, lot_sizes.get(ds.symbol))
+        payload = json.dumps(main, separators=(",", ":"))
         script = f"window.OI_SNAPSHOT.add({payload});\n".encode()
         data_files[key] = f"data/{_hashed(f'{ds.symbol}_{ds.expiry}.js', script)}"
         _write(out / data_files[key], script)
+        if ds.expiry != analytics.COMBINED:  # the combined view has no prices, IV or Greeks
+            detail = json.dumps(encode_detail(ds, main["strikes"]), separators=(",", ":"))
+            script = f"window.OI_SNAPSHOT.addDetail({detail});\n".encode()
+            detail_files[key] = f"data/{_hashed(f'{ds.symbol}_{ds.expiry}.detail.js', script)}"
+            _write(out / detail_files[key], script)
+        if ds.expiry == analytics.COMBINED:
+            continue  # derived from the others: nothing to archive
         archive_key = f"archive/{day.isoformat()}/{ds.symbol}_{ds.expiry}.jsonl.gz"
         archives[key] = archive_key
         _write(out / archive_key, archive_bytes(ds))
@@ -215,7 +291,10 @@ def render_site(
                     "symbol": ds.symbol,
                     "expiry": ds.expiry,
                     "src": data_files[f"{ds.symbol}|{ds.expiry}"],
-                    "archive": f"{archive_base}/{day.isoformat()}/{ds.symbol}_{ds.expiry}.jsonl.gz",
+                    "detail": detail_files.get(f"{ds.symbol}|{ds.expiry}"),
+                    "archive": None
+                    if ds.expiry == analytics.COMBINED
+                    else f"{archive_base}/{day.isoformat()}/{ds.symbol}_{ds.expiry}.jsonl.gz",
                 }
                 for ds in datasets
             ],
@@ -225,7 +304,10 @@ def render_site(
     env.globals["asset"] = lambda name: assets[name]
     first = [data_files[f"{datasets[0].symbol}|{datasets[0].expiry}"]] if datasets else []
     html = env.get_template("index.html").render(
-        page_config=page_config, source=page_config["source"], data_scripts=[assets["snapshot.js"], *first]
+        page_config=page_config,
+        source=page_config["source"],
+        data_scripts=[assets["snapshot.js"], *first],
+        csp=security.META_CSP,  # S3 website hosting sends no headers: the policy travels in the page
     )
     _write(out / "index.html", html.encode())
     error = env.get_template("error.html").render(session=day.isoformat())

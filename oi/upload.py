@@ -79,7 +79,7 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
     )
     if not publishing:
         manifest = snapshot.render_site(
-            datasets, args.out, day, config.symbols, config.strikes_around_atm, archive_base
+            datasets, args.out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
         )
         print(f"rendered the session of {day} into {args.out}: {len(manifest['files'])} files")
         return 0
@@ -90,7 +90,9 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
-        snapshot.render_site(datasets, site, day, config.symbols, config.strikes_around_atm, archive_base)
+        snapshot.render_site(
+            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+        )
         client = s3_client or s3.make_client(config)
         try:
             if archive_separate:

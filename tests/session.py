@@ -12,14 +12,21 @@ DAY = date(2026, 11, 23)  # a Monday; its nearest demo expiry is the 23rd itself
 
 
 def record_session(
-    store: Store, symbols=("NIFTY", "BANKNIFTY"), day: date = DAY, start=time(14, 50), end=time(15, 29), seed=7
+    store: Store,
+    symbols=("NIFTY", "BANKNIFTY"),
+    day: date = DAY,
+    start=time(14, 50),
+    end=time(15, 29),
+    seed=7,
+    expiries: int = 1,
 ) -> DemoSource:
     demo = DemoSource(MarketCalendar(), seed=seed)
     for symbol in symbols:
-        expiries = demo.expiries(symbol, day)
-        store.save_expiries(symbol, expiries, day)
+        listed = demo.expiries(symbol, day)
+        store.save_expiries(symbol, listed, day)
         at = datetime.combine(day, start, IST)
         while at.time() <= end:
-            store.save_chain(demo.chain(symbol, expiries[0], at))
+            for expiry in listed[:expiries]:
+                store.save_chain(demo.chain(symbol, expiry, at))
             at += timedelta(minutes=1)
     return demo

@@ -18,7 +18,7 @@ def test_dashboard_renders_and_updates_without_reload(tmp_path):
             page.wait_for_function("document.querySelectorAll('#rows tr').length === 21", timeout=15000)
             assert page.locator("#rows tr.atm").count() == 1
             atm = page.locator("#atm").inner_text()
-            assert page.locator("#rows tr.atm td.strike").inner_text() == atm
+            assert page.locator("#rows tr.atm th.strike").inner_text() == atm
             assert page.locator("#market-status").inner_text() == "Demo · always open"
             assert page.locator("#source-badge").inner_text().startswith("DEMO")
 

@@ -108,3 +108,39 @@ def test_guard(store):
     assert missing == ["BANKNIFTY: no data for the session of 2026-11-23"]
     assert len(late) == 1 and late[0].startswith("NIFTY: newest data is 14:55 IST, 35 min before the close")
     assert snapshot.check(datasets, ("NIFTY",), DAY, 40) == ([], [])
+
+
+def test_two_expiries_add_a_combined_dataset_and_greeks_load_apart(store, tmp_path):
+    record_session(store, SYMBOLS, expiries=2)
+    datasets = snapshot.collect(store, SYMBOLS, 2, DAY)
+    e1, e2 = (d.expiry for d in datasets[:2])
+    assert [(d.symbol, d.expiry) for d in datasets[:3]] == [("NIFTY", e1), ("NIFTY", e2), ("NIFTY", "all")]
+    parts, combined = datasets[:2], datasets[2]
+    assert len(combined.chains) == 40
+    for i in (0, 17, 39):  # every minute sums the two expiries' OI of that minute, strike by strike
+        sums: dict[float, int] = {}
+        for part in parts:
+            for s in part.chains[i].strikes:
+                sums[s.strike] = sums.get(s.strike, 0) + s.ce.oi
+        assert {s.strike: s.ce.oi for s in combined.chains[i].strikes} == sums
+        assert combined.chains[i].as_of == max(p.chains[i].as_of for p in parts)
+
+    site = tmp_path / "site"
+    files = snapshot.render_site(datasets, site, DAY, SYMBOLS, 10)["files"]
+    assert any(re.fullmatch(rf"data/NIFTY_{e1}\.detail\.[0-9a-f]{{12}}\.js", f) for f in files)
+    assert not any(f.startswith("data/NIFTY_all.detail") for f in files)  # no prices to show when combined
+    assert not any("_all" in f for f in files if f.startswith("archive/"))  # derived data is not archived
+    html = (site / "index.html").read_text()
+    assert ".detail." not in html.split('id="oi-config"')[1].split("</script>", 1)[1]  # loaded only when asked
+    main = load_dataset(site, next(f for f in files if re.fullmatch(rf"data/NIFTY_{e1}\.[0-9a-f]{{12}}\.js", f)))
+    # The per-frame interval levels are the API's definition over the whole chain.
+    chains = parts[0].chains
+    for i, minutes in ((39, 5), (20, 15), (3, 5)):
+        j = max(
+            (k for k, c in enumerate(chains) if c.as_of.timestamp() <= chains[i].as_of.timestamp() - 60 * minutes),
+            default=None,
+        )
+        ref = chains[j] if j is not None else None
+        lv = analytics.levels(chains[i], analytics.interval_changes(chains[i], ref))
+        assert main["levels_interval"][str(minutes)][i] == [lv["support_by_interval"], lv["resistance_by_interval"]]
+    assert main["levels_interval"]["5"][3] == [None, None]  # nothing five minutes before 14:53
