@@ -34,6 +34,8 @@
     quotes: store.get("quotes") === "1",
     at: null,
     points: [],
+    historyKey: null,
+    historyAt: 0,
     timer: null,
     inflight: false,
     pending: false,
@@ -460,12 +462,18 @@
     fillSelect($("expiry"), expiries, state.expiry, (e) => (e === "all" ? "All expiries (combined)" : e));
   }
 
+  // The series grows by one point a minute, so the live page re-reads it at most every 20 s, not on every poll.
+  const HISTORY_MAX_AGE_MS = 20000;
   async function loadHistory() {
+    const key = state.symbol + "|" + state.expiry;
+    if (key === state.historyKey && Date.now() - state.historyAt < HISTORY_MAX_AGE_MS) return;
     try {
       state.points = (await provider.history(state.symbol, state.expiry)).points || [];
     } catch (e) {
       state.points = []; // no history yet (first minute of the day): replay and the intraday chart wait
     }
+    state.historyKey = key;
+    state.historyAt = Date.now();
     if (provider.archive) {
       const href = provider.archive(state.symbol, state.expiry);
       const link = $("archive-link");
