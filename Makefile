@@ -30,5 +30,7 @@ test: $(BIN)/.dev chromium
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# All benchmarks (about 20 minutes, memory.py alone samples for 10), or some: make bench BENCH="serve load".
+BENCH ?= serve load upstream_calls snapshot memory
 bench: $(BIN)/.dev
-	$(BIN)/python benchmarks/upstream_calls.py
+	@for name in $(BENCH); do echo "== benchmarks/$$name.py"; $(BIN)/python benchmarks/$$name.py || exit 1; done
