@@ -349,16 +349,9 @@ def register_scheduler(rt: Runtime) -> None:
     # APScheduler would log a warning for each skip, several a second.
     logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
     scheduler = BackgroundScheduler(daemon=True, timezone="Asia/Kolkata")
-    scheduler.add_job(
-        rt.tick,
-        "interval",
-        seconds=tick,
-        id="refresh",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(IST),
-        misfire_grace_time=None,
-    )
+    # Every job: never two runs at once, missed runs collapse into one, and the first run happens at start-up.
+    once = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(IST)}
+    scheduler.add_job(rt.tick, "interval", seconds=tick, id="refresh", misfire_grace_time=None, **once)
     # Retention: once at start-up (the box is stopped at night, so that is the daily run) and at 16:00 IST for a
     # box that stays up. Refresher.prune only acts in the lease holder, so one process prunes.
     scheduler.add_job(
@@ -368,24 +361,15 @@ def register_scheduler(rt: Runtime) -> None:
         minute=0,
         args=[rt.config.retention_days],
         id="prune",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=datetime.now(IST),
         misfire_grace_time=3600,
+        **once,
     )
     watch = rt.token_watch
     if watch is not None:
         from oi.tokens import WATCH_SECONDS
 
         scheduler.add_job(
-            watch.run,
-            "interval",
-            seconds=WATCH_SECONDS,
-            id="token-watch",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(IST),
-            misfire_grace_time=None,
+            watch.run, "interval", seconds=WATCH_SECONDS, id="token-watch", misfire_grace_time=None, **once
         )
     scheduler.start()
     rt.scheduler = scheduler

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import mongomock
@@ -7,7 +8,7 @@ import pytest
 
 from oi import config as config_mod
 from oi.market.calendar import IST
-from oi.store import Store
+from oi.store import Store, open_store
 from oi.web import create_app
 from tests.fakes.dhan import CLIENT_ID, TOKEN, FakeDhan
 
@@ -77,3 +78,13 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+def real_mongo_store(db_name: str) -> Store:
+    """A Store on the MongoDB at OI_TEST_MONGO_URI, database `db_name` emptied; skips when none is configured."""
+    uri = os.environ.get("OI_TEST_MONGO_URI")
+    if not uri:
+        pytest.skip("OI_TEST_MONGO_URI not set: no MongoDB server on this machine")
+    store = open_store(uri, db_name, None)
+    store.db.client.drop_database(db_name)
+    return store

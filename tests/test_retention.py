@@ -1,7 +1,6 @@
 """Retention: history older than OI_RETENTION_DAYS is dropped (a prune job on every backend, run by the lease
 holder at start-up and daily; a TTL index on real MongoDB as the server-side backstop)."""
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from oi.market.model import Leg, OptionChain, Strike
 from oi.refresher import Refresher
 from oi.store import TTL_FIELD, TTL_INDEX, Store, history_collection, open_store
 from oi.web import create_app, register_scheduler
-from tests.conftest import MONDAY_1100, FakeTimer, make_config
+from tests.conftest import MONDAY_1100, FakeTimer, make_config, real_mongo_store
 
 TODAY = MONDAY_1100.date()
 AGES = (0, 1, 9, 10, 11, 29, 30, 31, 45)  # days before today that hold history
@@ -154,11 +153,7 @@ def test_history_of_a_day_is_kept_whole_until_it_is_dropped(backend):
 
 
 def test_ttl_index_on_a_real_mongodb():
-    uri = os.environ.get("OI_TEST_MONGO_URI")
-    if not uri:
-        pytest.skip("OI_TEST_MONGO_URI not set: no MongoDB server on this machine")
-    store = open_store(uri, "oi_retention_test", None)
-    store.db.client.drop_database("oi_retention_test")
+    store = real_mongo_store("oi_retention_test")
     try:
         seed(store, (0, 12))
         assert refresher(store, FakeTimer()).prune(10) == days(12)

@@ -3,7 +3,6 @@
 Real MongoDB is not installable on these machines; set OI_TEST_MONGO_URI to run the suite against one.
 """
 
-import os
 from datetime import date, datetime, timedelta
 
 import mongomock
@@ -12,6 +11,7 @@ import pytest
 from oi.market.calendar import IST
 from oi.market.model import Leg, OptionChain, Strike
 from oi.store import Store, open_store
+from tests.conftest import real_mongo_store
 
 T0 = datetime(2026, 11, 23, 9, 15, 3, tzinfo=IST)
 
@@ -22,12 +22,7 @@ def _mongomock_ng():
 
 
 def _real_mongo():
-    uri = os.environ.get("OI_TEST_MONGO_URI")
-    if not uri:
-        pytest.skip("OI_TEST_MONGO_URI not set: no MongoDB server on this machine")
-    store = open_store(uri, "oi_contract_test", None)
-    store.db.client.drop_database("oi_contract_test")
-    return store
+    return real_mongo_store("oi_contract_test")
 
 
 @pytest.fixture(params=["mongomock", "mongomock-ng", "embedded", "mongodb"])
