@@ -101,7 +101,9 @@ def combine(parts: Sequence[Series], into: Series | None = None, complete: bool 
     if not complete and len(live) < len(parts):
         return out
     done = out.minutes[-1] if out.minutes else -1
-    minutes = sorted({m for p in live for m in p.minutes if done < m <= last_final})
+    # Only the parts' minutes after the last one built: this runs on every view sync, a few times a minute.
+    new = (p.minutes[bisect.bisect_right(p.minutes, done) :] for p in live)
+    minutes = sorted({m for part in new for m in part if m <= last_final})
     for minute in minutes:
         chains = []
         for p in live:

@@ -79,22 +79,18 @@
   // Contracts (OI, volume, their changes) in units with Indian grouping, or in lots.
   const qty = (v) => (none(v) ? dash : nf0.format(lot() ? Math.round(v / lot()) : v));
   const signedQty = (v) => (none(v) ? dash : (v > 0 ? "+" : "") + qty(v));
-  function compact(v) {
-    if (none(v)) return dash;
+  // Lakh/crore shorthand ("4.12 Cr", "10.39 L") in units or lots; `trim` drops trailing zeros ("50 L").
+  function indianShort(v, digits, trim) {
     const n = lot() ? v / lot() : v;
     const a = Math.abs(n);
-    if (a >= 1e7) return (n / 1e7).toFixed(2) + " Cr";
-    if (a >= 1e5) return (n / 1e5).toFixed(2) + " L";
+    const fmt = (x) => (trim ? String(+x.toFixed(digits)) : x.toFixed(digits));
+    if (a >= 1e7) return fmt(n / 1e7) + " Cr";
+    if (a >= 1e5) return fmt(n / 1e5) + " L";
     return nf0.format(Math.round(n));
   }
-  // Axis labels: short, no decimals that only add width ("50 L", "1.2 Cr").
-  function axisQty(v) {
-    const n = lot() ? v / lot() : v;
-    const a = Math.abs(n);
-    if (a >= 1e7) return +(n / 1e7).toFixed(1) + " Cr";
-    if (a >= 1e5) return +(n / 1e5).toFixed(1) + " L";
-    return nf0.format(n);
-  }
+  const compact = (v) => (none(v) ? dash : indianShort(v, 2, false));
+  // Axis labels: short, no decimals that only add width.
+  const axisQty = (v) => indianShort(v, 1, true);
   // A y range around the data with some room, never collapsing to a line when the data is flat.
   function pad(lo, hi, frac) {
     if (lo === null || hi === null) return [0, 1];
