@@ -1,4 +1,8 @@
-"""WSGI entry point: ``gunicorn app:app``; ``python app.py`` runs the development server (demo feed by default)."""
+"""WSGI entry point: ``gunicorn app:app``; ``python app.py`` runs the development server (demo feed by default).
+
+Each gunicorn worker imports this module and starts its own background work (the refresher tick, retention and
+the token watch); the store's lease makes exactly one of them talk to Dhan.
+"""
 
 import sys
 
@@ -15,6 +19,8 @@ except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 setup_logging(config)
 app = create_app(config)
+if config.start_refresher:
+    app.extensions["oi"].start()
 
 if __name__ == "__main__":
     # No reloader: it would start a second refresher. Threaded, so the page stays responsive during a fetch.

@@ -31,12 +31,15 @@ def minute_of(as_of: datetime) -> int:
 class Series:
     """One (symbol, expiry)'s frames for one session day, oldest first."""
 
-    def __init__(self, symbol: str, expiry: str, day: date) -> None:
+    def __init__(self, symbol: str, expiry: str, day: date, compress: bool = True) -> None:
         self.symbol, self.expiry, self.day = symbol, expiry, day
+        # A live worker keeps a whole session for hours, so it compresses; a one-off reader (the snapshot) holds
+        # the chains as they are and skips the round trip.
+        self.compress = compress
         self.ts: list[float] = []
         self.minutes: list[int] = []
         self.points: list[dict] = []
-        self._blobs: list[bytes] = []
+        self._blobs: list[bytes | OptionChain] = []
         self._decoded: OrderedDict[int, OptionChain] = OrderedDict()
         self._lock = threading.Lock()
         self.parts: tuple[Series, ...] = ()  # for a combined series: the part series it is built from
@@ -51,7 +54,7 @@ class Series:
         minute = minute_of(chain.as_of)
         if self.minutes and minute <= self.minutes[-1]:
             return False
-        blob = zlib.compress(json.dumps(chain.to_doc(), separators=(",", ":")).encode(), 6)
+        blob = zlib.compress(json.dumps(chain.to_doc(), separators=(",", ":")).encode(), 6) if self.compress else chain
         with self._lock:
             self._blobs.append(blob)
             self.points.append(analytics.history_point(chain))
@@ -65,12 +68,15 @@ class Series:
         return i if i >= 0 else None
 
     def chain(self, i: int) -> OptionChain:
+        blob = self._blobs[i]
+        if isinstance(blob, OptionChain):
+            return blob
         with self._lock:
             cached = self._decoded.get(i)
             if cached is not None:
                 self._decoded.move_to_end(i)
                 return cached
-        chain = OptionChain.from_doc(json.loads(zlib.decompress(self._blobs[i])))
+        chain = OptionChain.from_doc(json.loads(zlib.decompress(blob)))
         with self._lock:
             self._decoded[i] = chain
             while len(self._decoded) > DECODED_CACHE:
@@ -83,7 +89,7 @@ class Series:
 
     @property
     def size_bytes(self) -> int:
-        return sum(map(len, self._blobs))
+        return sum(len(b) for b in self._blobs if isinstance(b, bytes))
 
 
 def combine(parts: Sequence[Series], into: Series | None = None, complete: bool = False) -> Series:
@@ -93,7 +99,7 @@ def combine(parts: Sequence[Series], into: Series | None = None, complete: bool 
     minutes are built (all of them with `complete`, for a finished session). `into` is extended in place.
     """
     first = parts[0]
-    out = into or Series(first.symbol, analytics.COMBINED, first.day)
+    out = into or Series(first.symbol, analytics.COMBINED, first.day, compress=first.compress)
     live = [p for p in parts if len(p)]
     if not live:
         return out

@@ -25,6 +25,7 @@ from typing import Protocol
 from oi.market.calendar import IST, Clock, MarketCalendar
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
+from oi.session import nearest_expiries
 from oi.store import STORE_ERRORS, Store
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,27 @@ class Source(Protocol):
     def chain(self, symbol: str, expiry: str, now: datetime) -> OptionChain: ...
 
 
-def nearest_expiries(expiries: list[str], today: date, count: int) -> list[str]:
-    """The `count` nearest expiries on or after today (an expiry is tradable until its close)."""
-    return [e for e in sorted(expiries) if e >= today.isoformat()][:count]
+@dataclass(frozen=True)
+class RefreshStatus:
+    """What the lease holder last said about upstream, shared with every process through the store."""
+
+    error: str | None = None  # the last call's failure, None once a call works again
+    error_kind: str | None = None  # oi.market.dhan's classification: rate_limit, auth, upstream, …
+    reason: str | None = None  # the failure in plain words, for viewers
+    auth_failed: bool = False  # Dhan rejected the token: polling stops until a new one is in force
+    disabled: tuple[str, ...] = ()  # symbols Dhan does not know (813)
+    holder: str | None = None  # the process that wrote it
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> RefreshStatus:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        values["disabled"] = tuple(values.get("disabled") or ())
+        values["auth_failed"] = bool(values.get("auth_failed"))
+        return cls(**values)
+
+    def to_doc(self) -> dict:
+        return {**dataclasses.asdict(self), "disabled": list(self.disabled)}
 
 
 @dataclass
@@ -67,7 +86,7 @@ class Refresher:
     _attempted: dict[tuple[str, str], float] = field(default_factory=dict)
     _stale_lists: set[str] = field(default_factory=set)
     _backoff_level: int = 0
-    _status: dict = field(default_factory=dict)
+    _status: RefreshStatus = field(default_factory=RefreshStatus)
     store_down: bool = False  # the last store operation failed; cleared by the next one that works
 
     @property
@@ -86,7 +105,7 @@ class Refresher:
 
     def token_replaced(self) -> None:
         """A new access token is in force (renewed, or reloaded from the token file): lift an auth-failure stop."""
-        if self._status.get("auth_failed") or self.store.status().get("auth_failed"):
+        if self._status.auth_failed or RefreshStatus.from_doc(self.store.status()).auth_failed:
             log.info("new Dhan access token in force: polling resumes")
             self._set_status(auth_failed=False, error=None, error_kind=None, reason=None)
 
@@ -95,7 +114,7 @@ class Refresher:
         """("expiries", symbol, None) or ("chain", symbol, expiry), or None when nothing is due."""
         market_open = self.calendar.is_open(now) or self.source.name == "demo"
         today = now.astimezone(IST).date()
-        disabled = set(self._status.get("disabled", []))
+        disabled = set(self._status.disabled)
         candidates: list[tuple[float, int, str, str]] = []
         for order, symbol in enumerate(self.symbols):
             if symbol in disabled:
@@ -175,7 +194,7 @@ class Refresher:
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
             return f"{label}: store"
         self._backoff_level = 0
-        if self._status.get("error"):
+        if self._status.error:
             log.info("refresh recovered: %s", label)
             self._set_status(error=None, error_kind=None, reason=None)
         log.debug("refreshed %s", label)
@@ -185,7 +204,7 @@ class Refresher:
         """The lease, the next task and its pace slot, or None when this process should not call now."""
         if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
             return None
-        if self._status.get("auth_failed"):
+        if self._status.auth_failed:
             return None  # polling with a dead token risks a block; wait for an operator (or a renewed token)
         now = self.clock()
         task = self.next_task(now)
@@ -252,15 +271,14 @@ class Refresher:
         elif exc.kind == INVALID_EXPIRY:
             self._stale_lists.add(symbol)
         elif exc.kind == INVALID_SECURITY:
-            disabled = sorted(set(self._status.get("disabled", [])) | {symbol})
+            disabled = tuple(sorted(set(self._status.disabled) | {symbol}))
             log.error("Dhan does not know %s's security id: skipping it (fix OI_UNDERLYINGS)", symbol)
             self._set_status(disabled=disabled)
         self._set_status(error=str(exc), error_kind=exc.kind, reason=exc.reason)
 
     def _set_status(self, **changes: object) -> None:
-        self._status.update(changes)
-        self._status["holder"] = self.holder
+        self._status = dataclasses.replace(self._status, **changes, holder=self.holder)
         try:
-            self.store.set_status(self._status)
+            self.store.set_status(self._status.to_doc())
         except Exception:
             log.warning("could not record refresher status", exc_info=True)

@@ -28,12 +28,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from oi import analytics, security
+from oi import analytics, security, session
 from oi.config import DEFAULT_LOT_SIZES
-from oi.history import Series, combine
+from oi.history import Series
 from oi.market.calendar import CLOSE, IST
 from oi.market.model import Leg, OptionChain
-from oi.refresher import nearest_expiries
 from oi.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,48 +73,35 @@ class Dataset:
 
 
 def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
-    """The session's history for every configured symbol and its nearest expiries (as of that day).
+    """The session's history for every configured symbol, by the live page's session model (:mod:`oi.session`).
 
     A symbol with more than one expiry also gets the combined dataset, built by the same rule as the live view.
     """
-    out = _collect(store, symbols, expiries_per_symbol, day)
-    for symbol in symbols:
-        mine = [d for d in out if d.symbol == symbol]
-        close = next((c.prev_close for d in mine for c in d.chains if c.prev_close > 0), 0.0)
-        close = close or store.last_spot_before(symbol, day) or 0.0
-        for d in mine:
-            d.prev_close = close
-        if len(mine) > 1:
-            parts = []
-            for d in mine:
-                line = Series(symbol, d.expiry, day)
-                for c in d.chains:
-                    line.add(c)
-                parts.append(line)
-            combined = combine(parts, complete=True)
-            chains = [combined.chain(i) for i in range(len(combined))]
-            out.insert(out.index(mine[-1]) + 1, Dataset(symbol, analytics.COMBINED, chains, close))
-    return out
-
-
-def _collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
-    out = []
-    latest = store.latest_all()
+    out: list[Dataset] = []
+    latest = None
     for symbol in symbols:
         stored = store.expiries(symbol)
-        wanted = nearest_expiries(stored[0], day, expiries_per_symbol) if stored else []
-        for expiry in wanted:
-            chains = store.history(symbol, expiry, day)
-            if chains:
-                out.append(Dataset(symbol, expiry, chains))
-        if not any(d.symbol == symbol for d in out):
-            # The expiry list may have rolled since: fall back to whatever expiry that day holds for the symbol.
-            for expiry in sorted({c.expiry for c in latest if c.symbol == symbol}):
-                chains = store.history(symbol, expiry, day)
-                if chains:
-                    out.append(Dataset(symbol, expiry, chains))
-                    break
+        listed = stored[0] if stored else None
+        loaded = {
+            e: store.history(symbol, e, day) for e in session.nearest_expiries(listed or [], day, expiries_per_symbol)
+        }
+        if not any(loaded.values()):
+            # The expiry list may have rolled since that day: look at every expiry we hold a chain of.
+            latest = store.latest_all() if latest is None else latest
+            for expiry in sorted({c.expiry for c in latest if c.symbol == symbol} - loaded.keys()):
+                loaded[expiry] = store.history(symbol, expiry, day)
+        have = [e for e, chains in loaded.items() if chains]
+        chosen = session.session_expiries(listed, day, expiries_per_symbol, have)
+        lines = [session.frames(symbol, e, day, loaded[e], compress=False) for e in chosen]
+        close = session.prev_close((c for e in chosen for c in loaded[e]), store.last_spot_before(symbol, day))
+        out.extend(Dataset(symbol, line.expiry, _chains(line), close) for line in lines)
+        if len(lines) > 1:
+            out.append(Dataset(symbol, analytics.COMBINED, _chains(session.combined(lines, complete=True)), close))
     return out
+
+
+def _chains(line: Series) -> list[OptionChain]:
+    return [line.chain(i) for i in range(len(line))]
 
 
 def check(

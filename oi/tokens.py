@@ -43,6 +43,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from oi.market.calendar import IST
 from oi.market.dhan import AUTH, classify
 from oi.notify import Notifier
+from oi.refresher import RefreshStatus
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ class TokenWatch:
         store,
         source,
         clock: Callable[[], datetime],
-        status: Callable[[], dict] = dict,
+        status: Callable[[], RefreshStatus] = RefreshStatus,
         is_leader: Callable[[], bool] = lambda: True,
         on_new_token: Callable[[], None] = lambda: None,
         notifier: Notifier | None = None,
@@ -362,10 +363,10 @@ class TokenWatch:
     def state(self, now: datetime) -> TokenState:
         return TokenState.of(self.expires_at, now)
 
-    def problem(self, now: datetime, status: dict) -> str | None:
+    def problem(self, now: datetime, status: RefreshStatus) -> str | None:
         """Why the token stops the service, for /healthz; None while it is usable."""
-        if status.get("auth_failed"):
-            why = f" ({status['error']})" if status.get("error") else ""
+        if status.auth_failed:
+            why = f" ({status.error})" if status.error else ""
             return f"Dhan rejected the access token{why}: polling stopped until a valid token is in force"
         if self.expires_at is not None and self.expires_at <= now:
             return f"Dhan access token expired at {ist(self.expires_at)}: set a new DHAN_ACCESS_TOKEN"
@@ -400,7 +401,7 @@ class TokenWatch:
         now = self.clock()
         reloaded = self.reload()
         # A token adopted just now lifted the auth stop; the status this process holds predates that.
-        auth_failed = bool(self.status().get("auth_failed")) and not reloaded
+        auth_failed = self.status().auth_failed and not reloaded
         if self.config.dhan_auto_renew and self._renew_due(now, auth_failed) and self.is_leader():
             if self._renew(now, auth_failed):
                 auth_failed = False

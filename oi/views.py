@@ -14,12 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from oi import analytics
+from oi import analytics, session
 from oi.analytics import COMBINED
-from oi.history import Series, combine
+from oi.history import Series
 from oi.market.calendar import IST
 from oi.market.model import OptionChain
-from oi.refresher import nearest_expiries
+from oi.refresher import RefreshStatus
 from oi.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class ViewCache:
     expiries: dict[str, list[str]] = field(default_factory=dict)  # per symbol, nearest first, with data only
     series: dict[tuple[str, str], Series] = field(default_factory=dict)  # the current session, per expiry
     symbols_json: bytes = b'{"symbols":[]}'
-    status: dict = field(default_factory=dict)  # the refresher's shared status (errors, auth failure)
+    status: RefreshStatus = field(default_factory=RefreshStatus)  # the lease holder's, as last synced
     _prev_close: dict[tuple[str, date], float] = field(default_factory=dict)
     _at_views: OrderedDict = field(default_factory=OrderedDict)
     _history: dict[tuple[str, str], tuple[int, Series, bytes]] = field(default_factory=dict)
@@ -101,12 +101,8 @@ class ViewCache:
         expiries: dict[str, list[str]] = {}
         for symbol in self.symbols:
             stored = self.store.expiries(symbol)
-            wanted = nearest_expiries(stored[0], today, self.expiries_per_symbol) if stored else []
-            have = [e for e in wanted if (symbol, e) in chains]
-            if not have:
-                # Expiry rollover, or no list yet: show the freshest data we hold for the symbol rather than nothing.
-                mine = sorted((c for (s, _), c in chains.items() if s == symbol), key=lambda c: c.as_of)
-                have = [mine[-1].expiry] if mine else []
+            with_data = (e for (s, e) in chains if s == symbol)
+            have = session.session_expiries(stored[0] if stored else None, today, self.expiries_per_symbol, with_data)
             for expiry in have:
                 chain = chains[(symbol, expiry)]
                 line = series[(symbol, expiry)] = self._series(symbol, expiry, chain)
@@ -127,7 +123,7 @@ class ViewCache:
                 ]
             }
         )
-        self.status = self.store.status()
+        self.status = RefreshStatus.from_doc(self.store.status())
         self.views, self.series, self.expiries, self.version = views, series, expiries, version
         return True
 
@@ -137,22 +133,18 @@ class ViewCache:
         line = self.series.get((symbol, expiry))
         if line is not None and line.day == day:
             return line
-        line = Series(symbol, expiry, day)
         try:
-            for stored in self.store.history(symbol, expiry, day):
-                line.add(stored)
+            return session.frames(symbol, expiry, day, self.store.history(symbol, expiry, day))
         except Exception:
             log.warning("could not load %s %s history; intervals start from now", symbol, expiry, exc_info=True)
-        return line
+            return Series(symbol, expiry, day)
 
     def _combine(self, symbol: str, have: list[str], chains: dict, views: dict, series: dict) -> None:
         parts = [series[(symbol, e)] for e in have]
         old = self.series.get((symbol, COMBINED))
         # A new part series (new day, reload) means rebuilding the combined one from scratch.
         same = old is not None and [id(p) for p in old.parts] == [id(p) for p in parts]  # parts are kept alive
-        line = combine(parts, into=old if same else None)
-        line.parts = tuple(parts)
-        series[(symbol, COMBINED)] = line
+        line = series[(symbol, COMBINED)] = session.combined(parts, into=old if same else None)
         merged = analytics.merge([chains[(symbol, e)] for e in have])
         old_view = self.views.get((symbol, COMBINED))
         if old_view is not None and old_view.chain == merged and old_view.series is line:
@@ -164,13 +156,13 @@ class ViewCache:
         return View(chain, line, self.prev_close(chain), self.lot_sizes.get(chain.symbol))
 
     def prev_close(self, chain: OptionChain) -> float:
-        """The underlying's previous close: from the source when it knows, else the last spot stored before today."""
+        """The underlying's previous close by :func:`oi.session.prev_close`; the stored spot is read once a day."""
         if chain.prev_close > 0:
             return chain.prev_close
         key = (chain.symbol, chain.as_of.astimezone(IST).date())
         if key not in self._prev_close:
             try:
-                self._prev_close[key] = self.store.last_spot_before(*key) or 0.0
+                self._prev_close[key] = session.prev_close((), self.store.last_spot_before(*key))
             except Exception:
                 log.warning("could not read %s's previous close", chain.symbol, exc_info=True)
                 return 0.0

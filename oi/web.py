@@ -1,29 +1,24 @@
-"""Flask application: ``create_app()`` factory, the dashboard and its JSON API.
+"""Flask application: ``create_app()`` factory, the dashboard and its JSON API — routes only.
 
-Requests are answered from :class:`oi.views.ViewCache` (pre-serialized bytes in process memory); only ``/healthz``
-touches the store, to say whether it is reachable.
+Requests are answered from :class:`oi.views.ViewCache` (pre-serialized bytes in process memory) through the
+:class:`oi.service.Service`; only ``/healthz`` touches the store, to say whether it is reachable.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from oi import config as config_mod
 from oi.analytics import COMBINED, INTERVALS
-from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
-from oi.refresher import Refresher
+from oi.market.calendar import IST
 from oi.security import register_security
-from oi.store import Store, open_store
-from oi.tokens import TokenWatch
-from oi.views import ViewCache, dumps
+from oi.service import Service
+from oi.views import dumps
 
 log = logging.getLogger(__name__)
 
@@ -32,76 +27,7 @@ EXPIRY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_STRIKES = 500
 
 
-@dataclass(repr=False)
-class Runtime:
-    config: config_mod.Config
-    store: Store
-    source: object
-    calendar: MarketCalendar
-    clock: Clock
-    views: ViewCache
-    refresher: Refresher
-    scheduler: BackgroundScheduler | None = None
-    closed: bool = False
-    token_watch: TokenWatch | None = None  # the Dhan source only (oi/tokens.py)
-    store_down: bool = False  # set by tick(): this process could not reach the store on its last try
-
-    @property
-    def demo(self) -> bool:
-        return self.source.name == "demo"
-
-    def market_open(self, now: datetime) -> bool:
-        return self.demo or self.calendar.is_open(now)
-
-    def tick(self) -> None:
-        """One scheduler tick: maybe one upstream call, then pick up whatever any process wrote. Never raises: the
-        views keep serving whatever happens, and a store outage is logged once, not on every tick."""
-        try:
-            self.refresher.run_once()
-        except Exception:
-            log.exception("refresher step failed")
-        try:
-            self.views.sync(self.clock().astimezone(IST).date())
-        except Exception:
-            if not self.store_down:
-                log.warning("view sync failed; serving the last views", exc_info=True)
-            self.store_down = True
-        else:
-            self.store_down = self.refresher.store_down
-
-    def close(self) -> None:
-        """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
-        self.refresher.stop()
-
-    def freshness(self, now: datetime) -> tuple[bool, str | None]:
-        """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
-        hours the last upstream call failed (the reason names the fault in plain words) or the data is too old."""
-        status = self.views.status
-        if self.store_down:
-            return True, "store unreachable"
-        if status.get("auth_failed"):
-            return True, "Dhan rejected the access token; data stopped updating"
-        if not self.market_open(now):
-            return False, None
-        limit = 3 * max(self.config.refresh_period_seconds, self.config.dhan_min_interval_seconds)
-        oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
-        if oldest is None:
-            return True, "no data yet"
-        if status.get("error"):
-            # The last call failed: we serve the last good data, and say why it is not moving.
-            return True, status.get("reason") or "data stopped updating"
-        age = (now - oldest).total_seconds()
-        if age > limit:
-            return True, f"data is {int(age)} s old"
-        return False, None
-
-
-def _rt() -> Runtime:
+def _rt() -> Service:
     return current_app.extensions["oi"]
 
 
@@ -118,7 +44,7 @@ def _param(name: str) -> str | None:
     return values[0] if values else None
 
 
-def _symbol(rt: Runtime) -> str:
+def _symbol(rt: Service) -> str:
     raw = _param("symbol")
     if raw is None or not raw.strip():
         raise ApiError("parameter 'symbol' is required")
@@ -236,38 +162,8 @@ def api_history() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    rt = _rt()
-    now = rt.clock()
-    store_ok = rt.store.ping()
-    views = [rt.views.get(s, None) for s in rt.config.symbols]
-    newest = max((v.chain.as_of for v in views if v), default=None)
-    oldest = min((v.chain.as_of for v in views if v), default=None)
-    market_open = rt.market_open(now)
-    stale, reason = rt.freshness(now)
-    missing = [s for s, v in zip(rt.config.symbols, views, strict=True) if v is None]
-    watch = rt.token_watch
-    token_problem = watch.problem(now, rt.views.status) if watch is not None else None
-    if token_problem:
-        reason = token_problem
-    elif missing:
-        reason = f"no snapshot for {', '.join(missing)}"
-    elif not store_ok:
-        reason = "store unreachable"
-    elif not stale:
-        reason = None
-    body = {
-        "status": "degraded" if reason else "ok",
-        "market_open": market_open,
-        "source": rt.source.name,
-        "last_refresh": newest.isoformat() if newest else None,
-        "data_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
-        "store": "ok" if store_ok else "down",
-    }
-    if watch is not None and watch.expires_at is not None:
-        body["token"] = watch.state(now).as_dict()  # when it expires, never the token
-    if reason:
-        body["reason"] = reason
-    return _json(dumps(body), 503 if reason else 200)
+    health = _rt().health()
+    return _json(dumps(health.as_dict()), health.http_status)
 
 
 def _handle_http_error(exc: HTTPException) -> Response:
@@ -281,113 +177,18 @@ def _handle_unexpected(exc: Exception) -> Response:
     return _json(dumps({"error": "internal error"}), 500)
 
 
-# --- factory ---------------------------------------------------------------------------------------------------
-def build_source(config: config_mod.Config, calendar: MarketCalendar):
-    if config.source == "dhan":
-        from oi.market.dhan import DhanSource
-
-        return DhanSource.create(
-            config.dhan_client_id,
-            config.dhan_access_token,
-            config.dhan_api_base,
-            config.dhan_timeout_seconds,
-            config.underlyings,
-        )
-    from oi.market.demo import DemoSource
-
-    return DemoSource(calendar, seed=config.demo_seed)
-
-
-def register_runtime(app: Flask, config: config_mod.Config, store=None, source=None, clock=None, timer=None) -> Runtime:
-    calendar = calendar_from_config(config)
-    clock = clock or clock_from_config(config)
-    store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
-    source = source or build_source(config, calendar)
-    views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
-    extra = {"timer": timer} if timer else {}
-    refresher = Refresher(
-        store,
-        source,
-        calendar,
-        clock,
-        config.symbols,
-        config.expiries_per_symbol,
-        config.dhan_min_interval_seconds,
-        config.dhan_timeout_seconds,
-        **extra,
-    )
-    rt = Runtime(config, store, source, calendar, clock, views, refresher)
-    if config.source == "dhan" and hasattr(source, "set_token"):
-        rt.token_watch = TokenWatch(
-            config,
-            store,
-            source,
-            lambda: rt.clock(),  # late-bound: tests (and OI_NOW) swap rt.clock
-            status=lambda: rt.views.status,
-            is_leader=refresher.is_leader,
-            on_new_token=refresher.token_replaced,
-        )
-        rt.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
-    try:
-        views.sync(clock().astimezone(IST).date())
-    except Exception:
-        log.warning("initial view load failed", exc_info=True)
-    app.extensions["oi"] = rt
-    return rt
-
-
-class _SkippedTicks(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances" not in record.getMessage()
-
-
-def register_scheduler(rt: Runtime) -> None:
-    # A tick is cheap for followers (one small read) and the pace gate decides upstream calls; a short tick keeps
-    # the leader from claiming each slot up to a whole tick late, which would cost ~15% of the allowed rate.
-    tick = max(0.05, min(0.3, rt.config.dhan_min_interval_seconds / 10))
-    # A tick still running when the next is due (a slow upstream call) is skipped by design (max_instances=1);
-    # APScheduler would log a warning for each skip, several a second.
-    logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
-    scheduler = BackgroundScheduler(daemon=True, timezone="Asia/Kolkata")
-    # Every job: never two runs at once, missed runs collapse into one, and the first run happens at start-up.
-    once = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(IST)}
-    scheduler.add_job(rt.tick, "interval", seconds=tick, id="refresh", misfire_grace_time=None, **once)
-    # Retention: once at start-up (the box is stopped at night, so that is the daily run) and at 16:00 IST for a
-    # box that stays up. Refresher.prune only acts in the lease holder, so one process prunes.
-    scheduler.add_job(
-        rt.refresher.prune,
-        "cron",
-        hour=16,
-        minute=0,
-        args=[rt.config.retention_days],
-        id="prune",
-        misfire_grace_time=3600,
-        **once,
-    )
-    watch = rt.token_watch
-    if watch is not None:
-        from oi.tokens import WATCH_SECONDS
-
-        scheduler.add_job(
-            watch.run, "interval", seconds=WATCH_SECONDS, id="token-watch", misfire_grace_time=None, **once
-        )
-    scheduler.start()
-    rt.scheduler = scheduler
-    atexit.register(rt.close)
-
-
-def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
-    """Build the app. `overrides` (store, source, clock, timer) let tests swap clients."""
+def create_app(config: config_mod.Config | None = None, service: Service | None = None, **overrides) -> Flask:
+    """Build the app around `service` (default: a new :class:`Service` on `config`; `overrides` — store, source,
+    clock, timer — let tests swap its clients). Starts no background work: call ``service.start()`` for that."""
     config = config or config_mod.from_env()
+    service = service or Service(config, **overrides)
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.json.sort_keys = False
-    rt = register_runtime(app, config, **overrides)
+    app.extensions["oi"] = service
     app.register_blueprint(bp)
     app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     register_security(app, config)
-    if config.start_refresher:
-        register_scheduler(rt)
-    log.info("serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), rt.store.backend)
+    log.info("serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), service.store.backend)
     return app

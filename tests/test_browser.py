@@ -10,6 +10,7 @@ def test_dashboard_renders_and_updates_without_reload(tmp_path):
     env = {"OI_DATA_DIR": str(tmp_path), "DHAN_MIN_INTERVAL_SECONDS": "0.1", "OI_SYMBOLS": "NIFTY,BANKNIFTY"}
     app = create_app(from_env(env))
     rt = app.extensions["oi"]
+    rt.start()
     try:
         with serve(app) as url, browser_page() as page:
             errors = []

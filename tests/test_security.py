@@ -336,6 +336,7 @@ def test_live_page_runs_under_the_policy_without_violations(tmp_path):
     env = {"OI_DATA_DIR": str(tmp_path), "DHAN_MIN_INTERVAL_SECONDS": "0.1", "OI_SYMBOLS": "NIFTY,BANKNIFTY"}
     app = create_app(from_env(env))
     rt = app.extensions["oi"]
+    rt.start()
     try:
         with serve(app) as url, browser_page(bypass_csp=False) as page:
             problems = watch(page)

@@ -1,0 +1,256 @@
+"""The live service: owns the store, the source, the refresher, the token watch and the background scheduler, and
+decides what the served data's health is. ``oi.web`` only routes requests to it.
+
+Building a :class:`Service` starts nothing: :meth:`Service.start` starts the background work (app.py, ``python -m
+oi serve`` and gunicorn's workers call it), so a test client never spawns threads unless the test asks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from oi.config import Config
+from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
+from oi.refresher import Refresher, Source
+from oi.store import Store, open_store
+from oi.tokens import WATCH_SECONDS, TokenWatch
+from oi.views import ViewCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What /healthz answers: 200 with no reason, 503 with one."""
+
+    status: str  # "ok" or "degraded"
+    market_open: bool
+    source: str
+    last_refresh: datetime | None
+    data_age_seconds: float | None
+    store_ok: bool
+    reason: str | None = None
+    token: dict | None = None  # when the token expires, never the token
+
+    @property
+    def http_status(self) -> int:
+        return 503 if self.reason else 200
+
+    def as_dict(self) -> dict:
+        body = {
+            "status": self.status,
+            "market_open": self.market_open,
+            "source": self.source,
+            "last_refresh": self.last_refresh.isoformat() if self.last_refresh else None,
+            "data_age_seconds": self.data_age_seconds,
+            "store": "ok" if self.store_ok else "down",
+        }
+        if self.token is not None:
+            body["token"] = self.token
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+def build_source(config: Config, calendar: MarketCalendar) -> Source:
+    if config.source == "dhan":
+        from oi.market.dhan import DhanSource
+
+        return DhanSource.create(
+            config.dhan_client_id,
+            config.dhan_access_token,
+            config.dhan_api_base,
+            config.dhan_timeout_seconds,
+            config.underlyings,
+        )
+    from oi.market.demo import DemoSource
+
+    return DemoSource(calendar, seed=config.demo_seed)
+
+
+class _SkippedTicks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+class Service:
+    """One process's share of the live service. Tests swap `store`, `source`, `clock` and `timer`."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None = None,
+        source: Source | None = None,
+        clock: Clock | None = None,
+        timer=None,
+    ) -> None:
+        self.config = config
+        self.calendar: MarketCalendar = calendar_from_config(config)
+        self.clock: Clock = clock or clock_from_config(config)
+        self.store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
+        self.source = source or build_source(config, self.calendar)
+        self.views = ViewCache(self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
+        self.refresher = Refresher(
+            self.store,
+            self.source,
+            self.calendar,
+            self.clock,
+            config.symbols,
+            config.expiries_per_symbol,
+            config.dhan_min_interval_seconds,
+            config.dhan_timeout_seconds,
+            **({"timer": timer} if timer else {}),
+        )
+        self.scheduler: BackgroundScheduler | None = None
+        self.closed = False
+        self.store_down = False  # set by tick(): this process could not reach the store on its last try
+        self.token_watch: TokenWatch | None = None  # the Dhan source only (oi/tokens.py)
+        if config.source == "dhan" and hasattr(self.source, "set_token"):
+            self.token_watch = TokenWatch(
+                config,
+                self.store,
+                self.source,
+                lambda: self.clock(),  # late-bound: tests (and OI_NOW) swap the clock
+                status=lambda: self.views.status,
+                is_leader=self.refresher.is_leader,
+                on_new_token=self.refresher.token_replaced,
+            )
+            self.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
+        try:
+            self.views.sync(self.clock().astimezone(IST).date())
+        except Exception:
+            log.warning("initial view load failed", exc_info=True)
+
+    # --- background work ----------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One scheduler tick: maybe one upstream call, then pick up whatever any process wrote. Never raises: the
+        views keep serving whatever happens, and a store outage is logged once, not on every tick."""
+        try:
+            self.refresher.run_once()
+        except Exception:
+            log.exception("refresher step failed")
+        try:
+            self.views.sync(self.clock().astimezone(IST).date())
+        except Exception:
+            if not self.store_down:
+                log.warning("view sync failed; serving the last views", exc_info=True)
+            self.store_down = True
+        else:
+            self.store_down = self.refresher.store_down
+
+    def start(self) -> None:
+        """Start the background work (:meth:`schedule`) in a scheduler thread. Idempotent."""
+        if self.scheduler is not None:
+            return
+        self.scheduler = self.schedule()
+        self.scheduler.start()
+        atexit.register(self.close)
+
+    def schedule(self) -> BackgroundScheduler:
+        """A scheduler, not started, holding the refresher tick, the retention job and the token watch."""
+        # A tick is cheap for followers (one small read) and the pace gate decides upstream calls; a short tick
+        # keeps the leader from claiming each slot up to a whole tick late, which would cost ~15% of the rate.
+        tick = max(0.05, min(0.3, self.config.dhan_min_interval_seconds / 10))
+        # A tick still running when the next is due (a slow upstream call) is skipped by design (max_instances=1);
+        # APScheduler would log a warning for each skip, several a second.
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
+        scheduler = BackgroundScheduler(daemon=True, timezone="Asia/Kolkata")
+        # Every job: never two runs at once, missed runs collapse into one, and the first run happens at start-up.
+        once = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(IST)}
+        scheduler.add_job(self.tick, "interval", seconds=tick, id="refresh", misfire_grace_time=None, **once)
+        # Retention: once at start-up (the box is stopped at night, so that is the daily run) and at 16:00 IST for
+        # a box that stays up. Refresher.prune only acts in the lease holder, so one process prunes.
+        scheduler.add_job(
+            self.refresher.prune,
+            "cron",
+            hour=16,
+            minute=0,
+            args=[self.config.retention_days],
+            id="prune",
+            misfire_grace_time=3600,
+            **once,
+        )
+        if self.token_watch is not None:
+            scheduler.add_job(
+                self.token_watch.run,
+                "interval",
+                seconds=WATCH_SECONDS,
+                id="token-watch",
+                misfire_grace_time=None,
+                **once,
+            )
+        return scheduler
+
+    def close(self) -> None:
+        """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
+        self.refresher.stop()
+
+    # --- health policy ------------------------------------------------------------------------------------------
+    @property
+    def demo(self) -> bool:
+        return self.source.name == "demo"
+
+    def market_open(self, now: datetime) -> bool:
+        return self.demo or self.calendar.is_open(now)
+
+    def freshness(self, now: datetime) -> tuple[bool, str | None]:
+        """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
+        hours the last upstream call failed (the reason names the fault in plain words) or the data is too old."""
+        status = self.views.status
+        if self.store_down:
+            return True, "store unreachable"
+        if status.auth_failed:
+            return True, "Dhan rejected the access token; data stopped updating"
+        if not self.market_open(now):
+            return False, None
+        limit = 3 * max(self.config.refresh_period_seconds, self.config.dhan_min_interval_seconds)
+        oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
+        if oldest is None:
+            return True, "no data yet"
+        if status.error:
+            # The last call failed: we serve the last good data, and say why it is not moving.
+            return True, status.reason or "data stopped updating"
+        age = (now - oldest).total_seconds()
+        if age > limit:
+            return True, f"data is {int(age)} s old"
+        return False, None
+
+    def health(self) -> Health:
+        """The service's health for /healthz and the morning flip: 'degraded' with a reason is a 503."""
+        now = self.clock()
+        store_ok = self.store.ping()
+        views = [self.views.get(s, None) for s in self.config.symbols]
+        newest = max((v.chain.as_of for v in views if v), default=None)
+        oldest = min((v.chain.as_of for v in views if v), default=None)
+        stale, reason = self.freshness(now)
+        missing = [s for s, v in zip(self.config.symbols, views, strict=True) if v is None]
+        watch = self.token_watch
+        token_problem = watch.problem(now, self.views.status) if watch is not None else None
+        if token_problem:
+            reason = token_problem
+        elif missing:
+            reason = f"no snapshot for {', '.join(missing)}"
+        elif not store_ok:
+            reason = "store unreachable"
+        elif not stale:
+            reason = None
+        return Health(
+            status="degraded" if reason else "ok",
+            market_open=self.market_open(now),
+            source=self.source.name,
+            last_refresh=newest,
+            data_age_seconds=round((now - oldest).total_seconds(), 1) if oldest else None,
+            store_ok=store_ok,
+            reason=reason,
+            token=watch.state(now).as_dict() if watch is not None and watch.expires_at is not None else None,
+        )
