@@ -182,25 +182,34 @@ def history_point(chain: OptionChain) -> dict:
 
 
 PRICE_FIELDS = ("ltp", "iv", "delta", "gamma", "theta", "vega", "bid", "bid_qty", "ask", "ask_qty")
+# Decimal places the API (and the snapshot, which stores these fields as scaled integers) gives each price field:
+# one rule for both, so the night-time page shows exactly what the live one did.
+DECIMALS = {"ltp": 2, "iv": 2, "delta": 4, "gamma": 5, "theta": 2, "vega": 2, "bid": 2, "ask": 2}
+
+
+def price(name: str, value: float) -> float:
+    """A price field at the API's precision (Dhan's float32 noise and the source's long decimals cut off)."""
+    return round(value, DECIMALS[name])
 
 
 def leg_view(leg: Leg, prices: bool = True) -> dict:
     """A leg as the API shows it. Without `prices` (the combined view) price, IV and Greek fields are null."""
+    ltp = price("ltp", leg.ltp)
     out = {
         "oi": leg.oi,
         "oi_change": leg.oi_change,
         "previous_oi": leg.previous_oi,
-        "ltp": leg.ltp,
-        "ltp_change": round(leg.ltp - leg.previous_close, 2) if leg.previous_close else None,
-        "iv": leg.iv,
+        "ltp": ltp,
+        "ltp_change": round(ltp - price("ltp", leg.previous_close), 2) if leg.previous_close else None,
+        "iv": price("iv", leg.iv),
         "volume": leg.volume,
-        "delta": leg.delta,
-        "gamma": leg.gamma,
-        "theta": leg.theta,
-        "vega": leg.vega,
-        "bid": leg.bid,
+        "delta": price("delta", leg.delta),
+        "gamma": price("gamma", leg.gamma),
+        "theta": price("theta", leg.theta),
+        "vega": price("vega", leg.vega),
+        "bid": price("bid", leg.bid),
         "bid_qty": leg.bid_qty,
-        "ask": leg.ask,
+        "ask": price("ask", leg.ask),
         "ask_qty": leg.ask_qty,
     }
     if not prices:

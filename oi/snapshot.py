@@ -41,22 +41,23 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES, STATIC = ROOT / "templates", ROOT / "static"
 ASSETS = ("app.js", "snapshot.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css")
 EXTRA_STRIKES = 5  # the replay table keeps a few strikes beyond the default window, for when spot drifts
-# (column name, leg attribute, scale to integers): the precision the page shows, which keeps deltas small for gzip
+# (column name, leg attribute, decimal places): stored as integers scaled by 10**places, at the precision the API
+# gives (oi.analytics.DECIMALS), which keeps deltas small for gzip. The previous OI and close are columns too: a
+# source may revise them during the day, and the API answers each minute with that minute's own.
 COLUMNS = (
-    ("oi", "oi", 1),
-    ("ltp", "ltp", 100),
-    ("iv", "iv", 100),
-    ("volume", "volume", 1),
+    ("oi", "oi", 0),
+    ("ltp", "ltp", analytics.DECIMALS["ltp"]),
+    ("iv", "iv", analytics.DECIMALS["iv"]),
+    ("volume", "volume", 0),
+    ("prev_oi", "previous_oi", 0),
+    ("close", "previous_close", analytics.DECIMALS["ltp"]),
 )
 # Greeks and quotes move every minute on every strike, so they would double the page's first download; they go in a
 # second file per dataset that the page loads only when the reader turns those columns on.
 DETAIL_COLUMNS = (
-    ("delta", "delta", 10_000),
-    ("gamma", "gamma", 100_000),
-    ("theta", "theta", 100),
-    ("vega", "vega", 100),
-    ("bid", "bid", 100),
-    ("ask", "ask", 100),
+    *((name, name, analytics.DECIMALS[name]) for name in ("delta", "gamma", "theta", "vega", "bid", "ask")),
+    ("bid_qty", "bid_qty", 0),
+    ("ask_qty", "ask_qty", 0),
 )
 
 
@@ -156,7 +157,6 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
     for chain, view in zip(ds.chains, views, strict=True):
         keep.update(s.strike for s in analytics.window(chain.strikes, view["atm"], around + EXTRA_STRIKES))
     strikes = sorted(keep)
-    last = {s.strike: s for s in ds.chains[-1].strikes}
     columns = _columns(ds, strikes, COLUMNS)
     return {
         "symbol": ds.symbol,
@@ -168,17 +168,13 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
         "pcr": [v["pcr"] for v in views],
         "max_pain": [v["max_pain"] for v in views],
         "totals": [list(v["totals"].values()) for v in views],
+        "strike_count": [len(c.strikes) for c in ds.chains],
         "levels": [list(lv.values()) for lv in levels],
         "levels_interval": _interval_levels(ds.chains),
         "prev_close": ds.prev_close or None,
         "lot_size": lot_size,
         "strikes": [analytics.json_number(k) for k in strikes],
-        "prev": {
-            f"{side}_{name}": [getattr(getattr(last[k], side), attr) if k in last else 0 for k in strikes]
-            for side in ("ce", "pe")
-            for name, attr in (("oi", "previous_oi"), ("close", "previous_close"))
-        },
-        "scale": {name: scale for name, _, scale in COLUMNS + DETAIL_COLUMNS},
+        "scale": {name: 10**places for name, _, places in COLUMNS + DETAIL_COLUMNS},
         "columns": columns,
     }
 
@@ -190,8 +186,9 @@ def _columns(ds: Dataset, strikes: list[float], spec: tuple) -> dict[str, list[l
         by_strike = {s.strike: s for s in chain.strikes}
         for side in ("ce", "pe"):
             legs = [getattr(by_strike[k], side) if k in by_strike else empty for k in strikes]
-            for name, attr, scale in spec:
-                rows[f"{side}_{name}"].append([round(getattr(leg, attr) * scale) for leg in legs])
+            for name, attr, places in spec:
+                # Rounded to the API's value first: scaling the raw float could round the other way at a half.
+                rows[f"{side}_{name}"].append([round(round(getattr(leg, attr), places) * 10**places) for leg in legs])
     return {name: _delta_rows(r) for name, r in rows.items()}
 
 

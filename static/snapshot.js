@@ -73,17 +73,18 @@
     const leg = (side, j) => {
       const oi = c[side + "_oi"][i][j];
       const ltp = c[side + "_ltp"][i][j] / d.scale.ltp;
-      const close = d.prev[side + "_close"][j];
+      const close = c[side + "_close"][i][j] / d.scale.close;
+      const previous = c[side + "_prev_oi"][i][j];
       const out = {
         oi,
-        oi_change: oi - d.prev[side + "_oi"][j],
-        previous_oi: d.prev[side + "_oi"][j],
+        oi_change: oi - previous,
+        previous_oi: previous,
         ltp: price(ltp),
         ltp_change: !combined && close ? Math.round((ltp - close) * 100) / 100 : null,
         iv: price(c[side + "_iv"][i][j] / d.scale.iv),
         volume: c[side + "_volume"][i][j],
       };
-      for (const name of ["delta", "gamma", "theta", "vega", "bid", "ask"]) {
+      for (const name of ["delta", "gamma", "theta", "vega", "bid", "bid_qty", "ask", "ask_qty"]) {
         out[name] = x && !combined ? x.columns[side + "_" + name][i][j] / d.scale[name] : null;
       }
       if (interval) out.oi_change_interval = ref >= 0 ? oi - c[side + "_oi"][ref][j] : null;
@@ -116,6 +117,7 @@
       max_pain: d.max_pain[i],
       totals,
       levels,
+      strike_count: d.strike_count[i],
       strikes: rows,
     };
     if (interval) {

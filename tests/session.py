@@ -19,14 +19,16 @@ def record_session(
     end=time(15, 29),
     seed=7,
     expiries: int = 1,
+    seconds=lambda minute: 0,
 ) -> DemoSource:
+    """`seconds(i)` offsets the i-th minute's snapshot into its minute, as a refresher's cadence does."""
     demo = DemoSource(MarketCalendar(), seed=seed)
     for symbol in symbols:
         listed = demo.expiries(symbol, day)
         store.save_expiries(symbol, listed, day)
-        at = datetime.combine(day, start, IST)
+        at, i = datetime.combine(day, start, IST), 0
         while at.time() <= end:
             for expiry in listed[:expiries]:
-                store.save_chain(demo.chain(symbol, expiry, at))
-            at += timedelta(minutes=1)
+                store.save_chain(demo.chain(symbol, expiry, at + timedelta(seconds=seconds(i))))
+            at, i = at + timedelta(minutes=1), i + 1
     return demo
