@@ -2,7 +2,7 @@
 
 import itertools
 import multiprocessing
-import time
+import os
 from datetime import datetime, timedelta
 
 from oi.config import DEFAULT_UNDERLYINGS
@@ -119,29 +119,53 @@ def test_invalid_expiry_refetches_the_list(store, fake_dhan, timer):
     assert labels == ["chain NIFTY 2026-11-24: invalid_expiry", "expiries NIFTY", "chain NIFTY 2026-11-24"]
 
 
-def _worker(base_url, data_dir, seconds, interval):
+def _worker(base_url, data_dir, interval, clock, barrier, steps, out):
+    """One process's refresher, stepped in lockstep with the others on a clock shared by every process."""
     store = open_store("", "oi", data_dir)
     source = DhanSource.create(CLIENT_ID, TOKEN, base_url, 2.0, DEFAULT_UNDERLYINGS)
-    r = Refresher(store, source, MarketCalendar(), fixed_clock(MONDAY_1100), ("NIFTY", "BANKNIFTY"), 1, interval)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        r.run_once()
-        time.sleep(0.02)
+    r = Refresher(
+        store,
+        source,
+        MarketCalendar(),
+        fixed_clock(MONDAY_1100),
+        ("NIFTY", "BANKNIFTY"),
+        1,
+        interval,
+        timer=lambda: clock.value,
+    )
+    made = []
+    for _ in range(steps):
+        barrier.wait()  # the driver moved the clock: every process tries its step at once
+        label = r.run_once()
+        if label is not None:
+            made.append((clock.value, label))
+        barrier.wait()  # every process is done with this step
+    out.put((os.getpid(), made))
 
 
 def test_processes_sharing_the_embedded_store_keep_the_pace(fake_dhan, tmp_path):
-    """Real processes, real clock, the on-disk store: the flock-guarded lease and pace hold across processes."""
-    interval = 0.5
+    """Real processes and the on-disk store, on a shared fake clock: the flock-guarded lease and pace hold across
+    processes, with no dependence on how the machine schedules them."""
+    interval, step, steps, n = 0.5, 0.1, 60, 3
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(fake_dhan.base_url, tmp_path, 4.0, interval)) for _ in range(3)]
+    clock, barrier, out = ctx.Value("d", 1_000_000.0), ctx.Barrier(n + 1, timeout=60), ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(fake_dhan.base_url, tmp_path, interval, clock, barrier, steps, out))
+        for _ in range(n)
+    ]
     for w in workers:
         w.start()
+    for _ in range(steps):
+        clock.value += step
+        barrier.wait()
+        barrier.wait()
+    results = [out.get(timeout=30) for _ in workers]
     for w in workers:
         w.join(30)
-    times = sorted(t for t, _, _ in fake_dhan.calls)
-    assert len(times) >= 5
+    callers = [pid for pid, made in results if made]
+    times = sorted(t for _, made in results for t, _ in made)
+    assert len(callers) == 1  # single flight: only the lease holder calls upstream
+    assert len(times) == len(fake_dhan.calls) >= 5
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # Slots are claimed in the store but timed here on arrival at the fake server: a worker descheduled between its
-    # claim and its send (a busy shared machine) shifts one arrival. Allow 0.1 s of that, still far below a double call.
-    assert min(gaps) >= interval - 0.1
-    assert len(times) <= 4.0 / interval + 2
+    assert min(gaps) >= interval  # the pace, in the processes' own (shared) time
+    assert len(times) <= steps * step / interval + 1
