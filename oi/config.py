@@ -353,6 +353,16 @@ def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     return value
 
 
+def process_env(env_file: Path | None = None) -> dict[str, str]:
+    """The environment of this process over the values in `env_file` (default: ``.env`` of the install directory),
+    as a new mapping: ``os.environ`` is never changed, so nothing a command does leaks into another's environment."""
+    from dotenv import dotenv_values  # late: only entry points need it
+
+    env_file = env_file or Path(__file__).resolve().parent.parent / ".env"
+    values = dotenv_values(env_file) if env_file.is_file() else {}
+    return {**{k: v for k, v in values.items() if v is not None}, **os.environ}
+
+
 def variables() -> dict[str, str]:
     """VARIABLE -> Config attribute, for every setting."""
     return {f.metadata["env"]: f.name for f in fields(Config) if "env" in f.metadata}
