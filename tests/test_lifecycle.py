@@ -164,3 +164,45 @@ def test_transform_rule_bad_token(cf, env, capsys, main):
     env["CLOUDFLARE_API_TOKEN"] = "wrong"
     assert main(["transform-rule"]) == 1
     assert "Invalid access token" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ cache rule
+
+
+def test_cache_rule_for_the_api_is_merged_idempotent_and_updated(cf, env, capsys):
+    from oi.setup.rules import CACHE_PHASE, CACHE_RULE_REF
+
+    other = {"ref": "operator_cache", "expression": "true", "action": "set_cache_settings", "description": "mine"}
+    cf.entrypoints[CACHE_PHASE] = {"id": "rs2", "version": "1", "rules": [{"id": "c0", "version": "1", **other}]}
+
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    assert f"cache rule {CACHE_RULE_REF}: created" in capsys.readouterr().out
+    rules = cf.entrypoints[CACHE_PHASE]["rules"]
+    assert [r["ref"] for r in rules] == ["operator_cache", CACHE_RULE_REF]
+    assert rules[0]["id"] == "c0" and rules[0]["description"] == "mine"
+    mine = rules[1]
+    assert mine["expression"] == f'(http.host eq "{DOMAIN}" and http.request.uri.path wildcard "/api/*")'
+    assert mine["action"] == "set_cache_settings"
+    assert mine["action_parameters"] == {"cache": True, "edge_ttl": {"mode": "respect_origin"}}
+    assert mine["enabled"] is True
+
+    writes = cf.writes
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    assert f"cache rule {CACHE_RULE_REF}: unchanged" in capsys.readouterr().out
+    assert cf.writes == writes  # nothing differs: no PUT at all
+
+    env["DOMAIN_NAME"] = "oi.example.net"
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    rules = cf.entrypoints[CACHE_PHASE]["rules"]
+    assert len(rules) == 2 and rules[1]["id"] == mine["id"]  # updated in place, not added
+    assert '"oi.example.net"' in rules[1]["expression"]
+
+
+def test_cache_rule_dry_run_prints_the_plan_and_writes_nothing(cf, env, capsys):
+    from oi.setup.rules import CACHE_PHASE
+
+    assert oi_main(["setup", "cloudflare", "--dry-run"], env) == 0
+    out = capsys.readouterr().out
+    assert "cache rule oi_api_cache: would be created" in out
+    assert 'wildcard "/api/*"' in out and "edge TTL respect_origin" in out
+    assert cf.writes == 0 and CACHE_PHASE not in cf.entrypoints

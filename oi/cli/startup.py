@@ -30,11 +30,11 @@ class Failure(click.ClickException):
     def __init__(self, message: str, code: int = FAILED) -> None:
         super().__init__(message)
         self.exit_code = code
+        ctx = click.get_current_context(silent=True)  # shown after the context has ended: name it now
+        self.prefix = ctx.command_path if ctx is not None else "oi"
 
     def show(self, file: Any = None) -> None:
-        ctx = click.get_current_context(silent=True)
-        prefix = ctx.command_path if ctx is not None else "oi"
-        click.echo(f"{prefix}: {self.message}", err=True)
+        click.echo(f"{self.prefix}: {self.message}", err=True)
 
 
 def config_error(message: object) -> Failure:
@@ -45,7 +45,7 @@ def config_error(message: object) -> Failure:
 class Services:
     """The command's world: its environment and the collaborators tests replace (None: the real one)."""
 
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # holds the secrets: never in a repr or a traceback
     store: Any = None
     s3: Any = None
     ec2: Any = None
@@ -53,7 +53,7 @@ class Services:
     account: Any = None  # oi.market.dhan_account.DhanAccount
     http: Any = None  # requests.Session for Cloudflare and the doctor's probes
     extra: dict[str, Any] = field(default_factory=dict)
-    _config: Config | None = None
+    _config: Config | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
