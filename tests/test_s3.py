@@ -530,3 +530,44 @@ def test_python_m_oi_setup_s3_runs_end_to_end(aws, client, tmp_path):
     assert f"{name}.s3-website.ap-south-1.amazonaws.com" in result.stdout
     assert SECRET not in result.stdout + result.stderr
     assert client.get_bucket_website(Bucket=name)["IndexDocument"] == {"Suffix": "index.html"}
+
+
+# ------------------------------------------------------------------------------------- lock by source address
+
+CLOUDFLARE_RANGES = "# ips-v4\n173.245.48.0/20\n103.21.244.0/22\n\n# ips-v6\n2400:cb00::/32\n2606:4700::/32\n"
+
+
+def test_setup_locks_the_bucket_to_cloudflare_addresses(cli_env, client, tmp_path, capsys):
+    name = unique_bucket()
+    ips = tmp_path / "cloudflare-ips.txt"
+    ips.write_text(CLOUDFLARE_RANGES)
+    cli_env.update(S3_BUCKET_NAME=name, DOMAIN_NAME=name)  # no Referer secret needed for this lock
+
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips), "--dry-run"], cli_env) == 0
+    printed = capsys.readouterr().out
+    assert '"aws:SourceIp"' in printed and "2606:4700::/32" in printed
+    with pytest.raises(ClientError):
+        client.head_bucket(Bucket=name)  # a dry run calls nothing
+
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips)], cli_env) == 0
+    policy = json.loads(client.get_bucket_policy(Bucket=name)["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == "s3:GetObject" and "aws:Referer" not in json.dumps(statement)
+    assert sorted(statement["Condition"]["IpAddress"]["aws:SourceIp"]) == sorted(
+        ["173.245.48.0/20", "103.21.244.0/22", "2400:cb00::/32", "2606:4700::/32"]
+    )
+    assert "address ranges" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [("173.245.48.0/20\nnot-a-network\n", ":2:"), ("0.0.0.0/0\n", "every address"), ("# empty\n", "no address")],
+)
+def test_a_bad_ranges_file_is_a_usage_error(cli_env, tmp_path, capsys, content, needle):
+    ips = tmp_path / "ips.txt"
+    ips.write_text(content)
+    cli_env.update(S3_BUCKET_NAME="oi.example.com", DOMAIN_NAME="oi.example.com")
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips)], cli_env) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips"], cli_env) == 2  # the lock needs the file

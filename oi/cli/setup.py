@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from oi.cli.startup import OK, Failure, config_error, dry_run_option, services
+from oi.cli.startup import OK, USAGE, Failure, config_error, dry_run_option, services
 from oi.cloudflare import CloudflareError, cloudflare_from_config
 from oi.config import ConfigError, require
 from oi.s3 import make_client
@@ -44,16 +45,34 @@ def _client_error_line(exc: ClientError) -> str:
     "bucket policy. Safe to re-run.",
 )
 @click.option("--dry-run", is_flag=True, help="print what would be done (secret masked); no AWS call")
-def s3(dry_run: bool) -> int:
+@click.option(
+    "--lock",
+    type=click.Choice(["referer", "cloudflare-ips"]),
+    default="referer",
+    show_default=True,
+    help="what the bucket policy requires: the Referer secret Cloudflare adds, or a source address in --ips-file",
+)
+@click.option(
+    "--ips-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Cloudflare's IPv4 and IPv6 ranges, one CIDR a line (cloudflare.com/ips-v4 and /ips-v6)",
+)
+def s3(dry_run: bool, lock: str, ips_file: Path | None) -> int:
     svc = services()
     config = svc.config
     if not config.s3_bucket:
         raise config_error("S3_BUCKET_NAME is not set (name it exactly like DOMAIN_NAME)")
+    if (lock == "cloudflare-ips") != (ips_file is not None):
+        raise Failure("--lock cloudflare-ips and --ips-file go together", USAGE)
     secret = config.s3_referer_secret
+    try:
+        ranges = bucket.read_ranges(ips_file) if ips_file is not None else None
+    except (OSError, ValueError) as exc:
+        raise Failure(f"--ips-file: {exc}", USAGE) from None
     try:
         client = svc.s3 or make_client(config)
         lines = bucket.setup_bucket(
-            client, config.s3_bucket, config.aws_region, secret, config.domain_name, dry_run=dry_run
+            client, config.s3_bucket, config.aws_region, secret, config.domain_name, dry_run, ranges
         )
     except ValueError as exc:  # ConfigError included: missing/short secret, half-set keys
         raise config_error(exc) from None

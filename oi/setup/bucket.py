@@ -5,8 +5,10 @@ S3_REFERER_SECRET (a Cloudflare Transform Rule, :mod:`oi.setup.rules`, adds it).
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,6 +37,44 @@ def bucket_policy(bucket: str, referer_secret: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def source_ip_policy(bucket: str, ranges: list[str]) -> dict[str, Any]:
+    """Public read, but only from `ranges` (Cloudflare's published address ranges): real access control at the
+    network level, unlike the Referer secret; the ranges change now and then, so re-run with a fresh list."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "GetObjectFromCloudflareAddressesOnly",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"IpAddress": {"aws:SourceIp": ranges}},
+            }
+        ],
+    }
+
+
+def read_ranges(path: Path) -> list[str]:
+    """CIDR ranges from `path`, one a line (``https://www.cloudflare.com/ips-v4`` and ``ips-v6`` concatenated);
+    blank lines and ``#`` comments ignored. ValueError naming the line for anything that is not a network."""
+    ranges: list[str] = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise ValueError(f"{path}:{n}: {text!r} is not an IPv4/IPv6 network (CIDR)") from None
+        if network.prefixlen == 0:  # 0.0.0.0/0 would make the lock a no-op
+            raise ValueError(f"{path}:{n}: {text!r} would allow every address")
+        ranges.append(str(network))
+    if not ranges:
+        raise ValueError(f"{path}: no address ranges in it")
+    return sorted(set(ranges), key=lambda r: (ipaddress.ip_network(r).version, ipaddress.ip_network(r)))
 
 
 def masked_policy(policy: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +117,21 @@ def _bucket_exists(client: Any, bucket: str) -> bool:
 
 
 def setup_bucket(
-    client: Any, bucket: str, region: str, referer_secret: str, domain_name: str, dry_run: bool = False
+    client: Any,
+    bucket: str,
+    region: str,
+    referer_secret: str,
+    domain_name: str,
+    dry_run: bool = False,
+    source_ranges: list[str] | None = None,
 ) -> list[str]:
-    """Create/configure `bucket` as a Referer-locked S3 website; returns lines for the operator. Idempotent.
+    """Create/configure `bucket` as a locked S3 website; returns lines for the operator. Idempotent.
 
+    The lock is the Referer secret, or with `source_ranges` the requests' source addresses (Cloudflare's ranges).
     With `dry_run` no AWS call at all is made (so it also works without credentials) and the secret is masked.
     """
-    _check_secret(referer_secret)
+    if source_ranges is None:
+        _check_secret(referer_secret)
     if not bucket:
         raise ValueError("S3_BUCKET_NAME is not set")
     lines: list[str] = []
@@ -101,7 +149,12 @@ def setup_bucket(
         log.warning(message)
         lines.append(message)
 
-    policy = bucket_policy(bucket, referer_secret)
+    if source_ranges is None:
+        policy = bucket_policy(bucket, referer_secret)
+        lock = "only with Referer = S3_REFERER_SECRET"
+    else:
+        policy = source_ip_policy(bucket, source_ranges)
+        lock = f"only from the {len(source_ranges)} given address ranges (aws:SourceIp)"
     if dry_run:
         lines.append(f"dry run: would create bucket {bucket} in {region} unless it exists")
         lines.append(f"dry run: would enable website hosting: index {INDEX_KEY}, error document {ERROR_KEY}")
@@ -124,7 +177,7 @@ def setup_bucket(
         client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
         lines.append("public access block: ACLs blocked, bucket policy allowed")
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-        log.info("s3: bucket policy set on %s (GetObject only with the Referer secret)", bucket)
-        lines.append("bucket policy: s3:GetObject for everyone, only with Referer = S3_REFERER_SECRET")
+        log.info("s3: bucket policy set on %s (GetObject %s)", bucket, lock)
+        lines.append(f"bucket policy: s3:GetObject for everyone, {lock}")
     lines.append(f"website endpoint (CNAME target, HTTP only): {endpoint}")
     return lines
