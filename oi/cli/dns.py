@@ -62,7 +62,7 @@ NIGHT_HELP = (
 )
 
 
-@click.command("night", help=NIGHT_HELP)
+@click.command("night", help=NIGHT_HELP, short_help="DOMAIN_NAME -> the S3 snapshot (CNAME), once it is there")
 @click.option("--target", metavar="HOST", help="CNAME target (default TARGET_CNAME, else the S3 website endpoint)")
 @click.option("--force", is_flag=True, help="skip the snapshot check")
 @dry_run_option
@@ -139,7 +139,7 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: float) -> f
     return value
 
 
-@click.command("day", help=DAY_HELP)
+@click.command("day", help=DAY_HELP, short_help="DOMAIN_NAME -> this instance (A), once it is healthy")
 @click.option("--ip", metavar="ADDR", help="public IPv4 (default EC2_PUBLIC_IP, else IMDSv2)")
 @click.option("--health-url", metavar="URL", help="health URL (default http://127.0.0.1:$PORT/healthz)")
 @click.option(
@@ -203,7 +203,11 @@ def day(ip: str | None, health_url: str | None, wait: float, force: bool, dry_ru
     return OK
 
 
-@click.group("dns", help="Flip DOMAIN_NAME between this instance (day) and the S3 snapshot (night).")
+@click.group(
+    "dns",
+    help="Flip DOMAIN_NAME between this instance (day) and the S3 snapshot (night).",
+    short_help="flip DOMAIN_NAME: day (instance) or night (S3)",
+)
 def dns() -> None:
     pass
 

@@ -176,6 +176,7 @@ def run_checks(config: Config, svc: Services) -> Iterator[Check]:
 
 @click.command(
     "doctor",
+    short_help="check this deployment: one ✔/✘ line per check",
     help="Check this deployment before its first session: each check ✔, ✘ (with what to do) "
     "or skipped. Exit 0 when nothing is ✘.",
 )

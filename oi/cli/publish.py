@@ -115,7 +115,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     return OK
 
 
-@click.command("upload", help=DESCRIPTION)
+@click.command("upload", help=DESCRIPTION, short_help="render and publish the session to S3 (upload.py)")
 @date_option
 @click.option(
     "--out", type=click.Path(path_type=Path), help="render into DIR only: no AWS calls (the guard only warns)"
@@ -126,7 +126,7 @@ def upload(day: date | None, out: Path | None, dry_run: bool, allow_stale: bool)
     return run_upload(services(), day, out, dry_run, allow_stale)
 
 
-@click.command("publish", help=DESCRIPTION)
+@click.command("publish", help=DESCRIPTION, short_help="render the session and publish it to S3, guarded")
 @date_option
 @dry_run_option
 @allow_stale_option
@@ -134,7 +134,11 @@ def publish(day: date | None, dry_run: bool, allow_stale: bool) -> int:
     return run_upload(services(), day, None, dry_run, allow_stale)
 
 
-@click.command("render", help="Render the latest session in the store (or --date) into DIR: no AWS calls.")
+@click.command(
+    "render",
+    help="Render the latest session in the store (or --date) into DIR: no AWS calls.",
+    short_help="render the session into a static site in DIR",
+)
 @date_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR", help="directory to render into")
 def render(day: date | None, out: Path) -> int:

@@ -7,7 +7,11 @@ import click
 from oi.cli.startup import services
 
 
-@click.command("serve", help="Serve the dashboard on HOST:PORT with the development server (demo feed by default).")
+@click.command(
+    "serve",
+    help="Serve the dashboard on HOST:PORT with the development server (demo feed by default).",
+    short_help="serve the dashboard (development server)",
+)
 @click.option("--host", help="address to listen on (default HOST)")
 @click.option("--port", type=click.IntRange(1, 65535), help="port (default PORT)")
 def serve(host: str | None, port: int | None) -> int:

@@ -41,6 +41,7 @@ def _client_error_line(exc: ClientError) -> str:
 
 @click.command(
     "s3",
+    short_help="create/configure the snapshot bucket (website, locked policy)",
     help="Create (if missing) and configure S3_BUCKET_NAME: website hosting, public access block, Referer-locked "
     "bucket policy. Safe to re-run.",
 )
@@ -84,7 +85,11 @@ def s3(dry_run: bool, lock: str, ips_file: Path | None) -> int:
     return OK
 
 
-@click.command("schedules", help="Create/update the EventBridge start/stop schedules of EC2_INSTANCE_ID.")
+@click.command(
+    "schedules",
+    help="Create/update the EventBridge start/stop schedules of EC2_INSTANCE_ID.",
+    short_help="EventBridge start/stop schedules of the instance",
+)
 @click.option("--dry-run", is_flag=True, help="print the schedules; call nothing")
 @click.option("--prefix", default="oi", show_default=True, help="schedule name prefix (oi-start-instance, ...)")
 def schedules_command(dry_run: bool, prefix: str) -> int:
@@ -111,6 +116,7 @@ def schedules_command(dry_run: bool, prefix: str) -> int:
 
 @click.command(
     "cloudflare",
+    short_help="the zone's transform rule and /api/* cache rule",
     help="Create/update the zone's rules: the transform rule that sets Referer (for S3) and X-Origin-Secret (with "
     "ORIGIN_SECRET) on requests to DOMAIN_NAME, and the cache rule that lets the edge cache /api/* as the app's "
     "Cache-Control says.",
@@ -149,7 +155,11 @@ def cloudflare(dry_run: bool) -> int:
     return OK
 
 
-@click.group("setup", help="One-time, idempotent set-up: the S3 bucket, the instance schedules, Cloudflare rules.")
+@click.group(
+    "setup",
+    help="One-time, idempotent set-up: the S3 bucket, the instance schedules, Cloudflare rules.",
+    short_help="one-time set-up: s3, schedules, cloudflare",
+)
 def setup() -> None:
     pass
 
