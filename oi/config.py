@@ -17,6 +17,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from oi.market.calendar import read_holidays_file
+
 # Dhan's security ids of the index underlyings (segment IDX_I). NIFTY is from Dhan's docs; the others come from
 # third-party code, so operators can override or extend them with OI_UNDERLYINGS="SYMBOL:ID[:SEGMENT],...".
 DEFAULT_UNDERLYINGS: dict[str, tuple[int, str]] = {
@@ -236,8 +238,6 @@ def data_dir(env: Mapping[str, str], name: str, default: Path) -> Path:
 def holidays_file(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
     value = optional_path(env, name, default)
     if value is not None:
-        from oi.market.calendar import read_holidays_file  # late: the calendar module is not needed otherwise
-
         try:
             read_holidays_file(value)
         except OSError as exc:

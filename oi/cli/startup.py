@@ -52,7 +52,6 @@ class Services:
     scheduler: Any = None
     account: Any = None  # oi.market.dhan_account.DhanAccount
     http: Any = None  # requests.Session for Cloudflare and the doctor's probes
-    extra: dict[str, Any] = field(default_factory=dict)
     _config: Config | None = field(default=None, repr=False)
 
     @property
