@@ -1,14 +1,9 @@
 #!/usr/bin/env python3
-"""Day: point DOMAIN_NAME at this instance (A record), once the app is healthy. See docs/operations.md."""
+"""Day: point DOMAIN_NAME at this instance (A record), once the app is healthy. Also `python -m oi dns day`."""
 
 import sys
 
-from dotenv import load_dotenv
-
-from oi.cli_dns import main_a
-from oi.logs import setup_script_logging
+from oi.cli import day_main
 
 if __name__ == "__main__":
-    load_dotenv()
-    setup_script_logging()
-    sys.exit(main_a())
+    sys.exit(day_main())

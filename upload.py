@@ -1,13 +1,8 @@
-"""Publish the session's static dashboard to S3 (see `python upload.py --help`)."""
+"""Publish the session's static dashboard to S3 (see `python upload.py --help`; also `python -m oi publish`)."""
 
 import sys
 
-from dotenv import load_dotenv
-
-from oi.logs import setup_script_logging
-from oi.upload import main
+from oi.cli import upload_main
 
 if __name__ == "__main__":
-    load_dotenv()
-    setup_script_logging()
-    sys.exit(main())
+    sys.exit(upload_main())

@@ -1,17 +1,23 @@
 """Configuration: the only module that reads the environment.
 
-Entry points call :func:`load_dotenv` (python-dotenv) and then :func:`from_env`; everything else receives a
-:class:`Config`. Invalid values raise :class:`ConfigError` naming the variable, so a typo in `.env` stops the
-service at start-up instead of surfacing as odd behaviour at 09:15.
+Entry points build the environment mapping (the process environment over `.env`, see :mod:`oi.cli.startup`) and
+call :func:`from_env`; everything else receives a :class:`Config`. Each setting is written once, as a dataclass
+field whose metadata names its variable and its parser; :func:`from_env` is one loop over the fields plus the
+checks that span several settings. Invalid values raise :class:`ConfigError` naming the variable, so a typo in
+`.env` stops the service at start-up instead of surfacing as odd behaviour at 09:15.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+
+from oi.market.calendar import read_holidays_file
 
 # Dhan's security ids of the index underlyings (segment IDX_I). NIFTY is from Dhan's docs; the others come from
 # third-party code, so operators can override or extend them with OI_UNDERLYINGS="SYMBOL:ID[:SEGMENT],...".
@@ -43,67 +49,272 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
+Parser = Callable[[Mapping[str, str], str, Any], Any]
+
+
+def _raw(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, "").strip()
+
+
+def text(env: Mapping[str, str], name: str, default: str) -> str:
+    return _raw(env, name) or default
+
+
+def base_url(env: Mapping[str, str], name: str, default: str) -> str:
+    return (_raw(env, name) or default).rstrip("/")
+
+
+def http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = base_url(env, name, default)
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={value!r} must be an http(s) URL")
+    return value
+
+
+def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(env, name).lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={env[name]!r} is not a boolean (use 1 or 0)")
+
+
+def number(low: float, high: float, kind: type = float) -> Parser:
+    """A parser for a finite number in [low, high]; the error names the variable and the range."""
+
+    def parse(env: Mapping[str, str], name: str, default: float) -> float:
+        raw = _raw(env, name)
+        if raw == "":
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        # float() accepts "inf" and "nan"; a pace of inf seconds or a NaN timeout would hang or spin silently.
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"{name}={raw!r} must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def choice(*choices: str) -> Parser:
+    def parse(env: Mapping[str, str], name: str, default: str) -> str:
+        raw = _raw(env, name).upper() or default
+        if raw not in choices:
+            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def hhmm(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name) or default
+    try:
+        datetime.strptime(raw, "%H:%M")
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a time of day (HH:MM)") from None
+    return raw
+
+
+def dates(env: Mapping[str, str], name: str, default: frozenset[date]) -> frozenset[date]:
+    out = set(default)
+    for part in env.get(name, "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.add(date.fromisoformat(part))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not a date (YYYY-MM-DD)") from None
+    return frozenset(out)
+
+
+def optional_path(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
+    raw = _raw(env, name)
+    return Path(raw) if raw else default
+
+
+def path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    return optional_path(env, name, None) or default
+
+
+def timestamp(env: Mapping[str, str], name: str, default: datetime | None) -> datetime | None:
+    raw = _raw(env, name)
+    return parse_now(raw, name) if raw else default
+
+
+def underlyings(env: Mapping[str, str], name: str, default: dict) -> dict[str, tuple[int, str]]:
+    table = dict(default)
+    for part in env.get(name, "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        bits = part.split(":")
+        if len(bits) not in (2, 3) or not bits[1].strip().isdigit():
+            raise ConfigError(f"{name}: {part!r} is not SYMBOL:SECURITY_ID[:SEGMENT]")
+        segment = bits[2].strip() if len(bits) == 3 else "IDX_I"
+        table[bits[0].strip().upper()] = (int(bits[1]), segment)
+    return table
+
+
+def lot_sizes(env: Mapping[str, str], name: str, default: dict) -> dict[str, int]:
+    table = dict(default)
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        symbol, _, size = part.partition(":")
+        if not size.strip().isdigit() or int(size) < 1:
+            raise ConfigError(f"{name}: {part.strip()!r} is not SYMBOL:SIZE with a positive size")
+        table[symbol.strip().upper()] = int(size)
+    return table
+
+
+def symbol_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = _raw(env, name) or ",".join(default)
+    symbols = tuple(s for s in dict.fromkeys(s.strip().upper() for s in raw.split(",")) if s)
+    if not symbols:
+        raise ConfigError(f"{name} is empty")
+    return symbols
+
+
+def origin_secret(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if not raw:
+        return default
+    # Never echo the value: this message reaches the console and the logs.
+    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
+        raise ConfigError(f"{name} must be at least 16 printable ASCII characters without spaces")
+    return raw
+
+
+def renew_before(env: Mapping[str, str], name: str, default: float) -> float:
+    hours = number(0.1, 1e9)(env, name, default)
+    if hours >= 24:
+        # Tokens last 24 h: a threshold that long would renew on every pass of the watch.
+        raise ConfigError(f"{name}={hours:g} must be less than 24")
+    return hours
+
+
+def setting(variable: str, default: Any = "", parse: Parser = text, secret: bool = False, factory=None) -> Any:
+    """A :class:`Config` field read from `variable` with `parse(env, variable, default)`."""
+    metadata = {"env": variable, "parse": parse}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def source_name(env: Mapping[str, str], name: str, default: str) -> str:
+    credentials = _raw(env, "DHAN_CLIENT_ID") and _raw(env, "DHAN_ACCESS_TOKEN")
+    source = _raw(env, name).lower() or ("dhan" if credentials else default)
+    if source not in {"dhan", "demo"}:
+        raise ConfigError(f"{name}={source!r} must be 'dhan' or 'demo'")
+    if source == "dhan" and not credentials:
+        raise ConfigError(f"{name}=dhan needs DHAN_CLIENT_ID and DHAN_ACCESS_TOKEN")
+    return source
+
+
+def token_file(env: Mapping[str, str], name: str, default: Path) -> Path:
+    data_dir = _raw(env, "OI_DATA_DIR")
+    return path(env, name, Path(data_dir) / default.name if data_dir else default)
+
+
+def data_dir(env: Mapping[str, str], name: str, default: Path) -> Path:
+    value = path(env, name, default)
+    # Caught here, at start-up, as one line naming the variable: not as a traceback from the store's first write.
+    probe = value
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{name}={str(value)!r} is not a directory ({probe} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name}={str(value)!r} is not writable by this user ({probe})")
+    return value
+
+
+def holidays_file(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
+    value = optional_path(env, name, default)
+    if value is not None:
+        try:
+            read_holidays_file(value)
+        except OSError as exc:
+            raise ConfigError(f"{name}={str(value)!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     # Market data source
-    source: str = "demo"
-    dhan_client_id: str = ""
-    dhan_access_token: str = field(default="", repr=False)
-    dhan_api_base: str = "https://api.dhan.co/v2"
-    dhan_timeout_seconds: float = 10.0
-    dhan_min_interval_seconds: float = 3.0
+    source: str = setting("OI_SOURCE", "demo", source_name)
+    dhan_client_id: str = setting("DHAN_CLIENT_ID")
+    dhan_access_token: str = setting("DHAN_ACCESS_TOKEN", secret=True)
+    dhan_api_base: str = setting("DHAN_API_BASE", "https://api.dhan.co/v2", http_url)
+    dhan_timeout_seconds: float = setting("DHAN_TIMEOUT_SECONDS", 10.0, number(0.1, 120))
+    dhan_min_interval_seconds: float = setting("DHAN_MIN_INTERVAL_SECONDS", 3.0, number(0.01, 600))
     # Token lifecycle (oi/tokens.py): alert lead time, optional renewal via /v2/RenewToken, where a renewed token lives
-    dhan_token_alert_minutes: float = 60.0
-    dhan_auto_renew: bool = False
-    dhan_renew_before_hours: float = 20.0
-    dhan_token_file: Path = Path("var/dhan_token.json")
-    underlyings: dict[str, tuple[int, str]] = field(default_factory=lambda: dict(DEFAULT_UNDERLYINGS))
-    lot_sizes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LOT_SIZES))
-    symbols: tuple[str, ...] = ("NIFTY", "BANKNIFTY")
-    expiries_per_symbol: int = 1
-    strikes_around_atm: int = 10
-    demo_seed: int = 7
+    dhan_token_alert_minutes: float = setting("DHAN_TOKEN_ALERT_MINUTES", 60.0, number(0, 1440))
+    dhan_auto_renew: bool = setting("DHAN_AUTO_RENEW", False, flag)
+    dhan_renew_before_hours: float = setting("DHAN_RENEW_BEFORE_HOURS", 20.0, renew_before)
+    dhan_token_file: Path = setting("DHAN_TOKEN_FILE", Path("var/dhan_token.json"), token_file)  # noqa: RUF009
+    underlyings: dict[str, tuple[int, str]] = setting(  # noqa: RUF009
+        "OI_UNDERLYINGS", parse=underlyings, factory=lambda: dict(DEFAULT_UNDERLYINGS)
+    )
+    lot_sizes: dict[str, int] = setting(  # noqa: RUF009
+        "OI_LOT_SIZES", parse=lot_sizes, factory=lambda: dict(DEFAULT_LOT_SIZES)
+    )
+    symbols: tuple[str, ...] = setting("OI_SYMBOLS", ("NIFTY", "BANKNIFTY"), symbol_list)
+    expiries_per_symbol: int = setting("OI_EXPIRIES_PER_SYMBOL", 1, number(1, 10, int))
+    strikes_around_atm: int = setting("OI_STRIKES_AROUND_ATM", 10, number(1, 500, int))
+    demo_seed: int = setting("OI_DEMO_SEED", 7, number(0, 2**31 - 1, int))
     # Store
-    mongo_uri: str = field(default="", repr=False)
-    mongo_db: str = "oi"
-    data_dir: Path = Path("var")
-    retention_days: int = 30  # history older than this many days is dropped (prune job; TTL index on MongoDB)
+    mongo_uri: str = setting("MONGO_URI", secret=True)
+    mongo_db: str = setting("MONGO_DB", "oi")
+    data_dir: Path = setting("OI_DATA_DIR", Path("var"), data_dir)  # noqa: RUF009
+    # history older than this many days is dropped (prune job; TTL index on MongoDB)
+    retention_days: int = setting("OI_RETENTION_DAYS", 30, number(1, 3650, int))
     # Clock and calendar
-    market_always_open: bool = False
-    now: datetime | None = None
-    extra_holidays: frozenset[date] = frozenset()
-    holidays_file: Path | None = None
+    market_always_open: bool = setting("OI_MARKET_ALWAYS_OPEN", False, flag)
+    now: datetime | None = setting("OI_NOW", None, timestamp)  # noqa: RUF009
+    extra_holidays: frozenset[date] = setting("OI_HOLIDAYS", frozenset(), dates)
+    holidays_file: Path | None = setting("OI_HOLIDAYS_FILE", None, holidays_file)  # noqa: RUF009
     # Web
-    host: str = "127.0.0.1"
-    port: int = 5000
-    start_refresher: bool = True
-    log_level: str = "INFO"
+    host: str = setting("HOST", "127.0.0.1")
+    port: int = setting("PORT", 5000, number(1, 65535, int))
+    start_refresher: bool = setting("OI_REFRESHER", True, flag)
+    log_level: str = setting("LOG_LEVEL", "INFO", choice("DEBUG", "INFO", "WARNING", "ERROR"))
     # Shared secret Cloudflare adds as X-Origin-Secret; when set, requests without it get 403 (oi/security.py).
-    origin_secret: str = field(default="", repr=False)
+    origin_secret: str = setting("ORIGIN_SECRET", parse=origin_secret, secret=True)
     # Publishing (issue #3) and DNS (issue #4)
-    aws_region: str = "ap-south-1"
-    aws_access_key: str = field(default="", repr=False)
-    aws_secret_key: str = field(default="", repr=False)
-    s3_bucket: str = ""
-    archive_bucket: str = ""
-    s3_referer_secret: str = field(default="", repr=False)
-    snapshot_max_lag_minutes: int = 30
-    cloudflare_api_base: str = "https://api.cloudflare.com/client/v4"
-    cloudflare_api_token: str = field(default="", repr=False)
-    cloudflare_zone_id: str = ""
-    cloudflare_proxied: bool = True
-    domain_name: str = ""
-    target_cname: str = ""
-    telegram_api_base: str = "https://api.telegram.org"
-    telegram_bot_token: str = field(default="", repr=False)
-    telegram_chat_id: str = ""
-    ec2_instance_id: str = ""
-    ec2_public_ip: str = ""
-    imds_base: str = "http://169.254.169.254"
-    scheduler_role_arn: str = ""
-    schedule_start: str = "08:50"
-    schedule_stop: str = "15:45"
-    schedule_timezone: str = "Asia/Kolkata"
+    aws_region: str = setting("AWS_REGION", "ap-south-1")
+    aws_access_key: str = setting("AWS_ACCESS_KEY", secret=True)
+    aws_secret_key: str = setting("AWS_SECRET_KEY", secret=True)
+    s3_bucket: str = setting("S3_BUCKET_NAME")
+    archive_bucket: str = setting("ARCHIVE_BUCKET")
+    s3_referer_secret: str = setting("S3_REFERER_SECRET", secret=True)
+    snapshot_max_lag_minutes: int = setting("OI_SNAPSHOT_MAX_LAG_MINUTES", 30, number(0, 1440, int))
+    cloudflare_api_base: str = setting("CLOUDFLARE_API_BASE", "https://api.cloudflare.com/client/v4", base_url)
+    cloudflare_api_token: str = setting("CLOUDFLARE_API_TOKEN", secret=True)
+    cloudflare_zone_id: str = setting("CLOUDFLARE_ZONE_ID")
+    cloudflare_proxied: bool = setting("CLOUDFLARE_PROXIED", True, flag)
+    domain_name: str = setting("DOMAIN_NAME")
+    target_cname: str = setting("TARGET_CNAME")
+    telegram_api_base: str = setting("TELEGRAM_API_BASE", "https://api.telegram.org", base_url)
+    telegram_bot_token: str = setting("TELEGRAM_BOT_TOKEN", secret=True)
+    telegram_chat_id: str = setting("TELEGRAM_CHAT_ID")
+    ec2_instance_id: str = setting("EC2_INSTANCE_ID")
+    ec2_public_ip: str = setting("EC2_PUBLIC_IP")
+    imds_base: str = setting("IMDS_BASE", "http://169.254.169.254", base_url)
+    scheduler_role_arn: str = setting("SCHEDULER_ROLE_ARN")
+    schedule_start: str = setting("SCHEDULE_START", "08:50", hhmm)
+    schedule_stop: str = setting("SCHEDULE_STOP", "15:45", hhmm)
+    schedule_timezone: str = setting("SCHEDULE_TIMEZONE", "Asia/Kolkata")
+    # python -m oi doctor: a URL whose HTTP Date header the clock is compared with (default: DHAN_API_BASE)
+    clock_check_url: str = setting("OI_CLOCK_CHECK_URL", "", base_url)
 
     @property
     def refresh_period_seconds(self) -> float:
@@ -131,106 +342,6 @@ def require(config: Config, *fields: tuple[str, str]) -> None:
         raise ConfigError(f"missing configuration: {', '.join(missing)}")
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name}={env[name]!r} is not a boolean (use 1 or 0)")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = float, minimum: float = 0) -> float:
-    raw = env.get(name, "").strip()
-    if raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def _dates(env: Mapping[str, str], name: str) -> frozenset[date]:
-    out = set()
-    for part in env.get(name, "").replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            out.add(date.fromisoformat(part))
-        except ValueError:
-            raise ConfigError(f"{name}: {part!r} is not a date (YYYY-MM-DD)") from None
-    return frozenset(out)
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().upper() or default
-    if raw not in choices:
-        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-    return raw
-
-
-def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip() or default
-    try:
-        datetime.strptime(raw, "%H:%M")
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a time of day (HH:MM)") from None
-    return raw
-
-
-def _underlyings(env: Mapping[str, str]) -> dict[str, tuple[int, str]]:
-    table = dict(DEFAULT_UNDERLYINGS)
-    for part in env.get("OI_UNDERLYINGS", "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        bits = part.split(":")
-        if len(bits) not in (2, 3) or not bits[1].strip().isdigit():
-            raise ConfigError(f"OI_UNDERLYINGS: {part!r} is not SYMBOL:SECURITY_ID[:SEGMENT]")
-        segment = bits[2].strip() if len(bits) == 3 else "IDX_I"
-        table[bits[0].strip().upper()] = (int(bits[1]), segment)
-    return table
-
-
-def _lot_sizes(env: Mapping[str, str]) -> dict[str, int]:
-    table = dict(DEFAULT_LOT_SIZES)
-    for part in env.get("OI_LOT_SIZES", "").split(","):
-        if not part.strip():
-            continue
-        name, _, size = part.partition(":")
-        if not size.strip().isdigit() or int(size) < 1:
-            raise ConfigError(f"OI_LOT_SIZES: {part.strip()!r} is not SYMBOL:SIZE with a positive size")
-        table[name.strip().upper()] = int(size)
-    return table
-
-
-def _origin_secret(env: Mapping[str, str]) -> str:
-    raw = env.get("ORIGIN_SECRET", "").strip()
-    if not raw:
-        return ""
-    # Never echo the value: this message reaches the console and the logs.
-    if len(raw) < 16 or not all("!" <= c <= "~" for c in raw):
-        raise ConfigError("ORIGIN_SECRET must be at least 16 printable ASCII characters without spaces")
-    if not _bool(env, "CLOUDFLARE_PROXIED", True):
-        # Without the proxy visitors reach the instance directly, without the header: every request would be 403.
-        raise ConfigError("ORIGIN_SECRET needs CLOUDFLARE_PROXIED=1 (only Cloudflare adds X-Origin-Secret)")
-    return raw
-
-
-def _renew_before(env: Mapping[str, str]) -> float:
-    hours = _number(env, "DHAN_RENEW_BEFORE_HOURS", 20.0, minimum=0.1)
-    if hours >= 24:
-        # Tokens last 24 h: a threshold that long would renew on every pass of the watch.
-        raise ConfigError(f"DHAN_RENEW_BEFORE_HOURS={hours:g} must be less than 24")
-    return hours
-
-
 def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     """Parse an ISO-8601 timestamp that must carry its UTC offset (a naive time is ambiguous: IST or UTC?)."""
     try:
@@ -242,84 +353,33 @@ def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     return value
 
 
+def process_env(env_file: Path | None = None) -> dict[str, str]:
+    """The environment of this process over the values in `env_file` (default: ``.env`` of the install directory),
+    as a new mapping: ``os.environ`` is never changed, so nothing a command does leaks into another's environment."""
+    from dotenv import dotenv_values  # late: only entry points need it
+
+    env_file = env_file or Path(__file__).resolve().parent.parent / ".env"
+    values = dotenv_values(env_file) if env_file.is_file() else {}
+    return {**{k: v for k, v in values.items() if v is not None}, **os.environ}
+
+
+def variables() -> dict[str, str]:
+    """VARIABLE -> Config attribute, for every setting."""
+    return {f.metadata["env"]: f.name for f in fields(Config) if "env" in f.metadata}
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Config:
     """Build a validated :class:`Config` from `env` (default: the process environment)."""
     env = os.environ if env is None else env
-    get = lambda name, default="": env.get(name, default).strip()  # noqa: E731
-
-    client_id, token = get("DHAN_CLIENT_ID"), get("DHAN_ACCESS_TOKEN")
-    source = get("OI_SOURCE").lower() or ("dhan" if client_id and token else "demo")
-    if source not in {"dhan", "demo"}:
-        raise ConfigError(f"OI_SOURCE={source!r} must be 'dhan' or 'demo'")
-    if source == "dhan" and not (client_id and token):
-        raise ConfigError("OI_SOURCE=dhan needs DHAN_CLIENT_ID and DHAN_ACCESS_TOKEN")
-
-    underlyings = _underlyings(env)
-    symbols = tuple(dict.fromkeys(s.strip().upper() for s in get("OI_SYMBOLS", "NIFTY,BANKNIFTY").split(",")))
-    symbols = tuple(s for s in symbols if s)
-    if not symbols:
-        raise ConfigError("OI_SYMBOLS is empty")
-    unknown = [s for s in symbols if s not in underlyings]
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        values[f.name] = f.metadata["parse"](env, f.metadata["env"], default)
+    # Checks that span settings.
+    unknown = [s for s in values["symbols"] if s not in values["underlyings"]]
     if unknown:
         raise ConfigError(f"OI_SYMBOLS: unknown symbol(s) {', '.join(unknown)}; add them with OI_UNDERLYINGS")
-
-    dhan_api_base = get("DHAN_API_BASE", "https://api.dhan.co/v2").rstrip("/")
-    if not dhan_api_base.startswith(("http://", "https://")):
-        raise ConfigError(f"DHAN_API_BASE={dhan_api_base!r} must be an http(s) URL")
-
-    now_raw = get("OI_NOW")
-    holidays_file = get("OI_HOLIDAYS_FILE")
-    return Config(
-        source=source,
-        dhan_client_id=client_id,
-        dhan_access_token=token,
-        dhan_api_base=dhan_api_base,
-        dhan_timeout_seconds=_number(env, "DHAN_TIMEOUT_SECONDS", 10.0, minimum=0.1),
-        dhan_min_interval_seconds=_number(env, "DHAN_MIN_INTERVAL_SECONDS", 3.0, minimum=0.01),
-        dhan_token_alert_minutes=_number(env, "DHAN_TOKEN_ALERT_MINUTES", 60.0),
-        dhan_auto_renew=_bool(env, "DHAN_AUTO_RENEW", False),
-        dhan_renew_before_hours=_renew_before(env),
-        dhan_token_file=Path(get("DHAN_TOKEN_FILE") or Path(get("OI_DATA_DIR", "var") or "var") / "dhan_token.json"),
-        underlyings=underlyings,
-        lot_sizes=_lot_sizes(env),
-        symbols=symbols,
-        expiries_per_symbol=int(_number(env, "OI_EXPIRIES_PER_SYMBOL", 1, int, minimum=1)),
-        strikes_around_atm=int(_number(env, "OI_STRIKES_AROUND_ATM", 10, int, minimum=1)),
-        demo_seed=int(_number(env, "OI_DEMO_SEED", 7, int)),
-        mongo_uri=get("MONGO_URI"),
-        mongo_db=get("MONGO_DB", "oi") or "oi",
-        data_dir=Path(get("OI_DATA_DIR", "var") or "var"),
-        retention_days=int(_number(env, "OI_RETENTION_DAYS", 30, int, minimum=1)),
-        market_always_open=_bool(env, "OI_MARKET_ALWAYS_OPEN", False),
-        now=parse_now(now_raw) if now_raw else None,
-        extra_holidays=_dates(env, "OI_HOLIDAYS"),
-        holidays_file=Path(holidays_file) if holidays_file else None,
-        host=get("HOST", "127.0.0.1") or "127.0.0.1",
-        port=int(_number(env, "PORT", 5000, int, minimum=1)),
-        start_refresher=_bool(env, "OI_REFRESHER", True),
-        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-        origin_secret=_origin_secret(env),
-        aws_region=get("AWS_REGION", "ap-south-1") or "ap-south-1",
-        aws_access_key=get("AWS_ACCESS_KEY"),
-        aws_secret_key=get("AWS_SECRET_KEY"),
-        s3_bucket=get("S3_BUCKET_NAME"),
-        archive_bucket=get("ARCHIVE_BUCKET"),
-        s3_referer_secret=get("S3_REFERER_SECRET"),
-        snapshot_max_lag_minutes=int(_number(env, "OI_SNAPSHOT_MAX_LAG_MINUTES", 30, int)),
-        cloudflare_api_base=get("CLOUDFLARE_API_BASE", "https://api.cloudflare.com/client/v4").rstrip("/"),
-        cloudflare_api_token=get("CLOUDFLARE_API_TOKEN"),
-        cloudflare_zone_id=get("CLOUDFLARE_ZONE_ID"),
-        cloudflare_proxied=_bool(env, "CLOUDFLARE_PROXIED", True),
-        domain_name=get("DOMAIN_NAME"),
-        target_cname=get("TARGET_CNAME"),
-        telegram_api_base=get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
-        telegram_bot_token=get("TELEGRAM_BOT_TOKEN"),
-        telegram_chat_id=get("TELEGRAM_CHAT_ID"),
-        ec2_instance_id=get("EC2_INSTANCE_ID"),
-        ec2_public_ip=get("EC2_PUBLIC_IP"),
-        imds_base=get("IMDS_BASE", "http://169.254.169.254").rstrip("/"),
-        scheduler_role_arn=get("SCHEDULER_ROLE_ARN"),
-        schedule_start=_hhmm(env, "SCHEDULE_START", "08:50"),
-        schedule_stop=_hhmm(env, "SCHEDULE_STOP", "15:45"),
-        schedule_timezone=get("SCHEDULE_TIMEZONE", "Asia/Kolkata") or "Asia/Kolkata",
-    )
+    if values["origin_secret"] and not values["cloudflare_proxied"]:
+        # Without the proxy visitors reach the instance directly, without the header: every request would be 403.
+        raise ConfigError("ORIGIN_SECRET needs CLOUDFLARE_PROXIED=1 (only Cloudflare adds X-Origin-Secret)")
+    return Config(**values)

@@ -1,4 +1,4 @@
-"""Cloudflare DNS for the day/night switch, and the gates that guard each flip.
+"""The day/night switch of DOMAIN_NAME's address record, and the gates that guard each flip.
 
 By day DOMAIN_NAME is an A record to the EC2 instance; by night a CNAME to the S3 website endpoint. Cloudflare
 refuses a CNAME beside any other address record at the same name, so the switch *updates the one record in
@@ -6,41 +6,38 @@ place* (PUT with the new type): there is never a moment with no record and never
 the name (TXT, MX, CAA) are never touched. Every write is followed by a read-back of the end state, and a run
 that finds the end state already in place writes nothing, so cron can re-run any step safely.
 
-The CLI entry points live in :mod:`oi.cli_dns`; this module takes its collaborators (HTTP session, S3 client,
-clock, calendar) as arguments so tests can inject fakes.
+Two flips can overlap (a late night flip and an early day flip, or an operator by hand): on the box they are
+serialised with a lock file (:func:`flip_lock`), and across boxes both pick the same record to keep (the oldest),
+so together they can never delete every record; a flip that finds the name empty creates the record.
+
+The Cloudflare client is :mod:`oi.cloudflare`; the commands are ``python -m oi dns day|night`` (:mod:`oi.cli.dns`).
+This module takes its collaborators (Cloudflare client, S3 client, clock, calendar) as arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 import requests
 from botocore.exceptions import ClientError
-from requests.adapters import HTTPAdapter
 from tenacity import RetryError, Retrying, retry_if_exception_type, retry_if_result, stop_before_delay, wait_fixed
-from urllib3.util.retry import Retry
 
+from oi.cloudflare import Cloudflare, CloudflareError
 from oi.market.calendar import CLOSE, IST, MarketCalendar
 from oi.s3 import SESSION_METADATA
 
 log = logging.getLogger(__name__)
 
-ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 SNAPSHOT_KEY = "index.html"
 UNPROXIED_TTL = 60  # seconds: a record flipped twice a day should not be cached for long by resolvers
 PROXIED_TTL = 1  # Cloudflare's "automatic"; the only TTL allowed on proxied records
-
-
-class CloudflareError(RuntimeError):
-    """Cloudflare answered with success=false (or not at all). Carries Cloudflare's own code and message."""
-
-    def __init__(self, message: str, status: int | None = None, code: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 class GateError(RuntimeError):
@@ -49,153 +46,6 @@ class GateError(RuntimeError):
 
 class FlipError(RuntimeError):
     """The records did not reach the wanted end state."""
-
-
-# --------------------------------------------------------------------------------------------------- HTTP client
-
-
-def retrying_session(retries: int = 4, backoff: float = 0.5) -> requests.Session:
-    """A session that retries 429/5xx and connection errors with backoff, honouring Retry-After.
-
-    POST/PUT/PATCH/DELETE are retried too: every write here is an idempotent "make it so" (a duplicate created
-    by a retried POST is removed by the next run's dedupe, and the end state is always read back).
-    """
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=2,
-        status=retries,
-        backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"}),
-        respect_retry_after_header=True,
-        retry_after_max=60,
-        raise_on_status=False,  # hand the last response back so Cloudflare's own error can be shown
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-class Cloudflare:
-    """A small Cloudflare API v4 client for one zone."""
-
-    def __init__(
-        self,
-        session: requests.Session,
-        base_url: str,
-        token: str,
-        zone_id: str,
-        timeout: float | tuple[float, float] = (5.0, 20.0),
-    ) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        self._token = token
-        self.zone_id = zone_id
-        self.timeout = timeout
-
-    def __repr__(self) -> str:  # never show the token
-        return f"Cloudflare(base_url={self.base_url!r}, zone_id={self.zone_id!r})"
-
-    def _call(self, method: str, path: str, params: dict | None = None, json: Any = None) -> dict:
-        url = f"{self.base_url}/{path}"
-        headers = {"Authorization": f"Bearer {self._token}"}
-        try:
-            resp = self.session.request(method, url, params=params, json=json, headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise CloudflareError(f"Cloudflare API unreachable ({type(exc).__name__}: {exc})") from exc
-        try:
-            payload = resp.json()
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            raise CloudflareError(
-                f"Cloudflare API {method} {path}: HTTP {resp.status_code}, not a JSON envelope", resp.status_code
-            )
-        if resp.status_code >= 400 or not payload.get("success", False):
-            raise _error_from(payload, resp.status_code, f"{method} {path}")
-        return payload
-
-    # DNS records -------------------------------------------------------------------------------------------
-    def list_records(self, name: str, rtype: str | None = None) -> list[dict]:
-        """Every record named exactly `name` (optionally of one type), across all result pages."""
-        out: list[dict] = []
-        page = 1
-        while True:
-            params: dict[str, Any] = {"name": name, "per_page": 100, "page": page}
-            if rtype:
-                params["type"] = rtype
-            payload = self._call("GET", f"zones/{self.zone_id}/dns_records", params=params)
-            out.extend(payload.get("result") or [])
-            info = payload.get("result_info") or {}
-            if page >= int(info.get("total_pages") or 1):
-                break
-            page += 1
-        # The name filter is exact on Cloudflare's side; filter again so a looser fake/filter cannot widen writes.
-        return [r for r in out if r.get("name", "").lower().rstrip(".") == name.lower().rstrip(".")]
-
-    def address_records(self, name: str) -> list[dict]:
-        return [r for r in self.list_records(name) if r.get("type") in ADDRESS_TYPES]
-
-    def create_record(self, record: dict) -> dict:
-        return self._call("POST", f"zones/{self.zone_id}/dns_records", json=record)["result"]
-
-    def update_record(self, record_id: str, record: dict) -> dict:
-        """Overwrite a record (PUT): type, name, content, proxied and ttl all replaced, so the type can change."""
-        return self._call("PUT", f"zones/{self.zone_id}/dns_records/{record_id}", json=record)["result"]
-
-    def delete_record(self, record_id: str) -> None:
-        try:
-            self._call("DELETE", f"zones/{self.zone_id}/dns_records/{record_id}")
-        except CloudflareError as exc:
-            # A retried DELETE whose first attempt succeeded answers 404: the record is gone, which is the goal.
-            if exc.status != 404 or exc.code == 7003:
-                raise
-
-    # Rulesets ----------------------------------------------------------------------------------------------
-    def get_phase_entrypoint(self, phase: str) -> dict | None:
-        """The zone's entry-point ruleset of `phase`, or None if the zone has none yet."""
-        try:
-            return self._call("GET", f"zones/{self.zone_id}/rulesets/phases/{phase}/entrypoint")["result"]
-        except CloudflareError as exc:
-            if exc.status == 404 and exc.code != 7003:
-                return None
-            raise
-
-    def put_phase_entrypoint(self, phase: str, rules: list[dict], description: str = "") -> dict:
-        body: dict[str, Any] = {"rules": rules}
-        if description:
-            body["description"] = description
-        return self._call("PUT", f"zones/{self.zone_id}/rulesets/phases/{phase}/entrypoint", json=body)["result"]
-
-
-def _error_from(payload: dict, status: int, what: str) -> CloudflareError:
-    errors = payload.get("errors") or []
-    parts, first_code = [], None
-    for err in errors:
-        if not isinstance(err, dict):
-            parts.append(str(err))
-            continue
-        code = err.get("code")
-        first_code = first_code if first_code is not None else code
-        text = f"[{code}] {err.get('message', '')}".strip()
-        chain = err.get("error_chain") or []
-        if chain and isinstance(chain[0], dict):
-            text += f" ({chain[0].get('message', '')})"
-        parts.append(text)
-    detail = "; ".join(parts) or "no error detail"
-    return CloudflareError(f"Cloudflare API {what} failed: {detail} (HTTP {status})", status, first_code)
-
-
-def cloudflare_from_config(config, session: requests.Session | None = None) -> Cloudflare:
-    return Cloudflare(
-        session or retrying_session(),
-        config.cloudflare_api_base,
-        config.cloudflare_api_token,
-        config.cloudflare_zone_id,
-    )
 
 
 # ------------------------------------------------------------------------------------------------ the end state
@@ -254,13 +104,26 @@ def describe(record: dict) -> str:
     return f"{record.get('type')} {record.get('name')} -> {record.get('content')}{proxied}"
 
 
-def _pick_keeper(records: list[dict], wanted: Wanted) -> dict | None:
-    """The record to update in place: one already right, else one of the wanted type, else the first."""
-    for pick in (wanted.matches, lambda r: r.get("type") == wanted.type, lambda r: True):
-        for record in records:
-            if pick(record):
-                return record
-    return None
+def _pick_keeper(records: list[dict]) -> dict | None:
+    """The record to update in place: the oldest (created_on, then id).
+
+    Not "the one already right": a day flip and a night flip running at once would each keep a different record
+    and delete the other's, leaving the name with none. The oldest is the same answer for every flip.
+    """
+    return min(records, key=lambda r: (str(r.get("created_on") or ""), str(r.get("id") or "")), default=None)
+
+
+@contextlib.contextmanager
+def flip_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory/dns-flip.lock`` (flock: released by the kernel if the process dies)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "dns-flip.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def ensure_record(cf: Cloudflare, name: str, wanted: Wanted, dry_run: bool = False) -> FlipResult:
@@ -272,7 +135,7 @@ def ensure_record(cf: Cloudflare, name: str, wanted: Wanted, dry_run: bool = Fal
         result.after = records[0]
         return result
 
-    keeper = _pick_keeper(records, wanted)
+    keeper = _pick_keeper(records)
     extras = [r for r in records if r is not keeper]
     verb = "would " if dry_run else ""
     if extras:
@@ -293,7 +156,15 @@ def ensure_record(cf: Cloudflare, name: str, wanted: Wanted, dry_run: bool = Fal
     elif not wanted.matches(keeper):
         body = wanted.body(name, keep_from=keeper)
         if not dry_run:
-            cf.update_record(keeper["id"], body)
+            try:
+                cf.update_record(keeper["id"], body)
+            except CloudflareError as exc:
+                if exc.status != 404 or exc.code == 7003:
+                    raise
+                # Deleted meanwhile by a flip elsewhere: the name may be empty now, which must not last.
+                log.warning("dns: %s vanished while updating it; creating the record", describe(keeper))
+                if not cf.address_records(name):
+                    cf.create_record(wanted.body(name))
         result.actions.append(f"{verb}update {describe(keeper)} => {body['type']} {body['content']}")
         log.info("dns: %s", result.actions[-1])
     result.changed = bool(result.actions)

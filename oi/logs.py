@@ -1,10 +1,11 @@
-"""Logging setup shared by the entry points: one line per event, secrets redacted wherever they appear."""
+"""Logging setup shared by the entry points (the app, and every command via :mod:`oi.cli.startup`): one line per
+event, secrets redacted wherever they appear."""
 
 from __future__ import annotations
 
 import logging
 
-from oi.config import Config, ConfigError, from_env
+from oi.config import Config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -37,20 +38,3 @@ def setup_logging(config: Config) -> None:
     root.setLevel(config.log_level)
     # APScheduler logs every run at INFO and every skipped (coalesced) tick at WARNING: noise, not news.
     logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))
-
-
-def setup_script_logging() -> None:
-    """Logging for the cron scripts: one line per action on stderr (cron appends it to /var/log/oi/*.log).
-
-    With a valid config this is the app's setup (secrets redacted in every record); with a broken one, plain
-    logging, and the script's main() then reports the configuration error itself.
-    """
-    try:
-        config = from_env()
-    except ConfigError:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    else:
-        setup_logging(config)
-    # urllib3 logs request URLs at DEBUG, and the Telegram URL contains the bot token: keep it quiet.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    logging.getLogger("botocore").setLevel(logging.WARNING)

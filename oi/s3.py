@@ -1,4 +1,5 @@
-"""S3 side of the night-time static snapshot: bucket setup and publishing a rendered site directory.
+"""S3 side of the night-time static snapshot: publishing a rendered site directory (the bucket itself is set up
+once by :mod:`oi.setup.bucket`).
 
 Publishing is ordered so that visitors never see a half-updated site: every other object goes up first,
 ``index.html`` (which references the content-hashed assets and carries the ``oi-session`` metadata the DNS gate
@@ -6,20 +7,14 @@ reads) goes up last, and objects that left the site are deleted only once the ne
 A failed upload stops the run before ``index.html``, so yesterday's page stays whole. ``archive/`` keys are never
 deleted: the site directory holds today's archive only, the bucket holds every day's.
 
-Setup (``python -m oi.s3 setup [--dry-run]``) makes the bucket an S3 website that only answers requests whose
-``Referer`` equals S3_REFERER_SECRET (a Cloudflare Transform Rule adds it). Clients are passed in everywhere so tests
-can point real boto3 at moto's server through ``AWS_ENDPOINT_URL``.
+Clients are passed in everywhere so tests can point real boto3 at moto's server through ``AWS_ENDPOINT_URL``.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import hashlib
-import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -28,9 +23,8 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
-from dotenv import load_dotenv
 
-from oi.config import Config, ConfigError, from_env
+from oi.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +33,6 @@ ERROR_KEY = "error.html"
 ARCHIVE_PREFIX = "archive/"
 SESSION_METADATA = "oi-session"  # contract with oi.dns.check_snapshot (x-amz-meta-oi-session=YYYY-MM-DD)
 SHA256_METADATA = "sha256"
-MASK = "***"
-MIN_SECRET_LENGTH = 16
 
 CACHE_HTML = "public, max-age=60, must-revalidate"
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
@@ -134,7 +126,7 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _is_not_found(exc: ClientError) -> bool:
+def is_not_found(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return _error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"} or status == 404
 
@@ -251,7 +243,7 @@ def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             return None
         raise
 
@@ -380,181 +372,3 @@ def upload_archive(client: Any, bucket: str, files: dict[str, Path], dry_run: bo
         _upload_all(client, plan, plan.upload)
         log.info("s3: %s", plan.summary())
     return plan
-
-
-# -------------------------------------------------------------------------------------------------------- setup
-
-
-def bucket_policy(bucket: str, referer_secret: str) -> dict[str, Any]:
-    """Public read, but only for requests whose Referer is the shared secret Cloudflare adds (a shared secret
-    keeps casual direct hits off the bucket; it is not access control)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "GetObjectViaCloudflareOnly",
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-                "Condition": {"StringEquals": {"aws:Referer": referer_secret}},
-            }
-        ],
-    }
-
-
-def masked_policy(policy: dict[str, Any]) -> dict[str, Any]:
-    masked = copy.deepcopy(policy)
-    for statement in masked.get("Statement", []):
-        for condition in statement.get("Condition", {}).values():
-            if "aws:Referer" in condition:
-                condition["aws:Referer"] = MASK
-    return masked
-
-
-WEBSITE_CONFIGURATION = {"IndexDocument": {"Suffix": INDEX_KEY}, "ErrorDocument": {"Key": ERROR_KEY}}
-# The Referer policy is "public" to AWS, so BlockPublicPolicy/RestrictPublicBuckets must be off or S3 refuses or
-# ignores it. ACLs stay blocked: nothing here uses them, and a public ACL would bypass the Referer check.
-PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": False,
-    "RestrictPublicBuckets": False,
-}
-
-
-def _check_secret(referer_secret: str) -> None:
-    if not referer_secret:
-        raise ValueError("S3_REFERER_SECRET is not set: the bucket policy needs it (e.g. `openssl rand -hex 24`)")
-    if len(referer_secret) < MIN_SECRET_LENGTH:
-        raise ValueError(
-            f"S3_REFERER_SECRET is too short ({MIN_SECRET_LENGTH} characters at least; e.g. `openssl rand -hex 24`)"
-        )
-
-
-def _bucket_exists(client: Any, bucket: str) -> bool:
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if _is_not_found(exc):
-            return False
-        raise  # 403: someone else's bucket, or no s3:ListBucket on ours; either way do not guess
-    return True
-
-
-def setup_bucket(
-    client: Any, bucket: str, region: str, referer_secret: str, domain_name: str, dry_run: bool = False
-) -> list[str]:
-    """Create/configure `bucket` as a Referer-locked S3 website; returns lines for the operator. Idempotent.
-
-    With `dry_run` no AWS call at all is made (so it also works without credentials) and the secret is masked.
-    """
-    _check_secret(referer_secret)
-    if not bucket:
-        raise ValueError("S3_BUCKET_NAME is not set")
-    lines: list[str] = []
-    endpoint = website_endpoint(bucket, region)
-    if not domain_name:
-        message = f"WARNING: DOMAIN_NAME is not set, cannot check that bucket {bucket} is named like the site's host"
-        log.warning(message)
-        lines.append(message)
-    elif bucket.lower() != domain_name.lower():
-        message = (
-            f"WARNING: bucket {bucket!r} differs from DOMAIN_NAME {domain_name!r}. An S3 website picks the bucket "
-            f"from the Host header, so a CNAME {domain_name} -> {endpoint} will answer NoSuchBucket. "
-            f"Name the bucket exactly {domain_name!r}."
-        )
-        log.warning(message)
-        lines.append(message)
-
-    policy = bucket_policy(bucket, referer_secret)
-    if dry_run:
-        lines.append(f"dry run: would create bucket {bucket} in {region} unless it exists")
-        lines.append(f"dry run: would enable website hosting: index {INDEX_KEY}, error document {ERROR_KEY}")
-        lines.append(f"dry run: would set the public access block: {json.dumps(PUBLIC_ACCESS_BLOCK)}")
-        lines.append("dry run: would set the bucket policy:")
-        lines.append(json.dumps(masked_policy(policy), indent=2))
-    else:
-        if _bucket_exists(client, bucket):
-            lines.append(f"bucket {bucket}: exists")
-        else:
-            kwargs: dict[str, Any] = {"Bucket": bucket}
-            if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-            client.create_bucket(**kwargs)
-            log.info("s3: created bucket %s in %s", bucket, region)
-            lines.append(f"bucket {bucket}: created in {region}")
-        client.put_bucket_website(Bucket=bucket, WebsiteConfiguration=WEBSITE_CONFIGURATION)
-        lines.append(f"website hosting: on (index {INDEX_KEY}, error document {ERROR_KEY})")
-        # Before the policy: with BlockPublicPolicy still on, PutBucketPolicy is refused with AccessDenied.
-        client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
-        lines.append("public access block: ACLs blocked, bucket policy allowed")
-        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-        log.info("s3: bucket policy set on %s (GetObject only with the Referer secret)", bucket)
-        lines.append("bucket policy: s3:GetObject for everyone, only with Referer = S3_REFERER_SECRET")
-    lines.append(f"website endpoint (CNAME target, HTTP only): {endpoint}")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------------------- CLI
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m oi.s3", description="S3 bucket for the night-time static snapshot.")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser(
-        "setup",
-        help="create S3_BUCKET_NAME as a website readable only with the Referer secret",
-        description="Create (if missing) and configure S3_BUCKET_NAME: website hosting, public access block, "
-        "Referer-locked bucket policy. Safe to re-run.",
-    )
-    s.add_argument("--dry-run", action="store_true", help="print what would be done (secret masked); no AWS call")
-    return p
-
-
-def _client_error_line(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    code, message = error.get("Code", "?"), error.get("Message", "")
-    line = f"AWS error in {exc.operation_name}: {code}" + (f": {message}" if message else "")
-    if exc.operation_name == "PutBucketPolicy" and code == "AccessDenied":
-        line += " (is S3 Block Public Access on at the account level? It overrides the bucket's setting)"
-    return line
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    load_dotenv()
-    try:
-        config = from_env()
-    except ConfigError as exc:
-        print(f"oi.s3: configuration error: {exc}", file=sys.stderr)
-        return 2
-    if not config.s3_bucket:
-        print(
-            "oi.s3: configuration error: S3_BUCKET_NAME is not set (name it exactly like DOMAIN_NAME)", file=sys.stderr
-        )
-        return 2
-    secret = config.s3_referer_secret
-    try:
-        client = make_client(config)
-        lines = setup_bucket(
-            client, config.s3_bucket, config.aws_region, secret, config.domain_name, dry_run=args.dry_run
-        )
-    except ValueError as exc:  # ConfigError included: missing/short secret, half-set keys
-        print(f"oi.s3: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:  # AWS said no, no credentials, endpoint unreachable
-        text = _client_error_line(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
-        if secret:  # in case an error echoes the policy back
-            text = text.replace(secret, MASK)
-        print(f"oi.s3: setup failed: {text}", file=sys.stderr)
-        return 1
-    for line in lines:
-        print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    sys.exit(main())

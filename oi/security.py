@@ -6,7 +6,7 @@ does not execute), and sets styles through CSSOM (``element.style``), which ``st
 scripts nor styles need ``'unsafe-inline'``.
 
 With ``ORIGIN_SECRET`` set, the app answers only requests that came through Cloudflare, whose transform rule
-(``python -m oi.lifecycle transform-rule``) adds ``X-Origin-Secret``; anyone who finds the instance's address gets
+(``python -m oi setup cloudflare``) adds ``X-Origin-Secret``; anyone who finds the instance's address gets
 403. The one exception is ``/healthz`` from the box itself (cron's health check before the morning DNS flip). The
 peer address is ``REMOTE_ADDR`` as gunicorn saw it: ``X-Forwarded-For`` is client-controlled and never consulted.
 """

@@ -17,31 +17,36 @@ scheduler every few seconds, and
 
 A token is never logged, rendered or sent: logs, alerts, ``/healthz`` and ``python -m oi token`` name it by its
 expiry only, and a renewed token joins the log redaction filter (:func:`learn_secret`) the moment it exists.
+
+The token itself (expiry, the persisted copy) is :mod:`oi.dhan_token`; Dhan's account calls are
+:mod:`oi.market.dhan_account`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import json
 import logging
 import os
-import re
-import stat
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
-from oi.market.calendar import IST
-from oi.market.dhan import AUTH, classify
+from oi.dhan_token import (
+    SavedToken,
+    TokenState,
+    choose_token,
+    duration,
+    fingerprint,
+    ist,
+    learn_secret,
+    read_token_file,
+    token_claims,
+    token_expiry,
+    write_token_file,
+)
+from oi.market.dhan_account import DhanAccount, Profile, RenewError
 from oi.notify import Notifier
 from oi.refresher import RefreshStatus
 
@@ -50,253 +55,7 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 5.0  # a pass costs one stat() and a few in-memory checks; store writes only when something is due
 ALERT_RETRY_SECONDS = 300.0  # a claimed alert that could not be sent is tried again after this
 RENEW_RETRY_SECONDS = 300.0  # a renewal that failed for a transient reason is tried again after this
-RENEW_ATTEMPTS = 3  # tenacity attempts within one renewal (network errors, HTTP 5xx and 429 only)
-# What a token may look like: base64url JWT segments. Anything else from a file or an API answer is refused, which
-# also keeps CR/LF out of the access-token header.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{16,8192}$")
 ALERT_KEY, RENEW_KEY = "token-alert:", "token-renew"
-
-
-# --- the token itself -------------------------------------------------------------------------------------------
-def token_claims(token: str) -> dict | None:
-    """The JWT payload, decoded without verifying the signature; None when `token` is not a JWT."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[1]:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError are all ValueErrors
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def token_expiry(token: str) -> datetime | None:
-    """When the token expires (its JWT ``exp``, UTC), or None when that cannot be told."""
-    claims = token_claims(token) or {}
-    exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(exp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def fingerprint(token: str) -> str:
-    """A short one-way name for a token (which env token a saved one descends from); reveals nothing of it."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-def ist(when: datetime) -> str:
-    return when.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S IST")
-
-
-def duration(seconds: float) -> str:
-    minutes = int(abs(seconds) // 60)
-    text = f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
-    return text if seconds >= 0 else f"expired {text} ago"
-
-
-@dataclass(frozen=True)
-class TokenState:
-    """What may be shown about a token: when it expires and how long is left. Never the token."""
-
-    expires_at: datetime | None
-    seconds_left: int | None
-
-    @classmethod
-    def of(cls, expires_at: datetime | None, now: datetime) -> TokenState:
-        if expires_at is None:
-            return cls(None, None)
-        return cls(expires_at, int((expires_at - now).total_seconds()))
-
-    def as_dict(self) -> dict:
-        return {
-            "expires_at": self.expires_at.astimezone(IST).isoformat() if self.expires_at else None,
-            "seconds_left": self.seconds_left,
-        }
-
-
-def learn_secret(secret: str) -> None:
-    """Teach the log redaction filters (set up at start-up from the config) a secret that appeared later."""
-    from oi.logs import RedactSecrets  # late: oi.logs imports the config machinery, not needed by the CLI's --help
-
-    for handler in logging.getLogger().handlers:
-        for flt in handler.filters:
-            if isinstance(flt, RedactSecrets) and len(secret) >= 4 and secret not in flt.secrets:
-                flt.secrets = [*flt.secrets, secret]  # a new list: a filter running on another thread sees old or new
-
-
-# --- the persisted token ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SavedToken:
-    access_token: str = field(repr=False)
-    client_id: str
-    base: str  # fingerprint of the DHAN_ACCESS_TOKEN this token was renewed from
-    saved_at: str = ""
-
-
-def read_token_file(path: Path) -> SavedToken | None:
-    """The token saved by a renewal, or None (absent, unreadable or malformed: logged, never echoed)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            mode = os.fstat(fh.fileno()).st_mode
-            data = json.load(fh)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:  # the exception text could quote the file: log its type only
-        log.warning("ignoring DHAN_TOKEN_FILE %s: unreadable (%s)", path, type(exc).__name__)
-        return None
-    if stat.S_IMODE(mode) & 0o077:
-        log.warning("DHAN_TOKEN_FILE %s is accessible to other users: chmod 600 it", path)
-    token = data.get("access_token") if isinstance(data, dict) else None
-    if not isinstance(token, str) or not TOKEN_RE.match(token):
-        log.warning("ignoring DHAN_TOKEN_FILE %s: no well-formed access_token in it", path)
-        return None
-    return SavedToken(token, str(data.get("client_id", "")), str(data.get("base", "")), str(data.get("saved_at", "")))
-
-
-def write_token_file(path: Path, saved: SavedToken) -> None:
-    """Write `saved` to `path` with mode 0600 from the first byte (os.open, not chmod after), atomically."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    body = {
-        "client_id": saved.client_id,
-        "access_token": saved.access_token,
-        "base": saved.base,
-        "saved_at": saved.saved_at,
-    }
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(body, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # readers see the old file or the new one, never half a token
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def choose_token(env_token: str, client_id: str, saved: SavedToken | None) -> tuple[str, str]:
-    """(token, "env" | "file"): the saved token when it was renewed from this env token and expires later.
-
-    Descent matters: after an operator pastes a fresh DHAN_ACCESS_TOKEN, an older chain of renewals (perhaps
-    revoked by the new login) must not win just because its expiry is later.
-    """
-    if saved is None or saved.client_id != client_id or saved.base != fingerprint(env_token):
-        return env_token, "env"
-    env_exp, saved_exp = token_expiry(env_token), token_expiry(saved.access_token)
-    if saved.access_token != env_token and saved_exp is not None and (env_exp is None or saved_exp > env_exp):
-        return saved.access_token, "file"
-    return env_token, "env"
-
-
-# --- Dhan's account endpoints -----------------------------------------------------------------------------------
-class RenewError(Exception):
-    """A renewal failed. `retry` False: Dhan refused this token outright; asking again will not help."""
-
-    def __init__(self, message: str, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
-
-
-class _TransientError(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Profile:
-    """``GET /v2/profile``'s verdict: accepted True/False, or None when Dhan could not be asked."""
-
-    accepted: bool | None
-    http_status: int | None
-    detail: str  # tokenValidity when accepted, else why not
-
-
-def extract_token(body: object) -> str | None:
-    """The new token in a RenewToken answer. Field names differ between Dhan's docs and observed answers."""
-    for obj in (body, body.get("data") if isinstance(body, dict) else None):
-        if isinstance(obj, dict):
-            for key in ("accessToken", "token", "access_token"):
-                value = obj.get(key)
-                if isinstance(value, str) and TOKEN_RE.match(value):
-                    return value
-    return None
-
-
-def _json(resp: requests.Response) -> object:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
-
-
-class DhanAccount:
-    """``GET /v2/profile`` and ``GET /v2/RenewToken`` over requests, with a timeout on every call.
-
-    Not the SDK's ``DhanLogin``: it sends no timeout and logs the whole response body, which holds the new token.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        client_id: str,
-        timeout: float = 10.0,
-        session: requests.Session | None = None,
-        attempts: int = RENEW_ATTEMPTS,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.client_id = client_id
-        self.timeout = timeout
-        self.session = session or requests.Session()
-        self.attempts = attempts
-        self.sleep = sleep  # tenacity's pause between attempts; tests pass a no-op
-
-    def _get(self, path: str, token: str) -> requests.Response:
-        headers = {"access-token": token, "dhanClientId": self.client_id, "Accept": "application/json"}
-        return self.session.get(f"{self.base_url}{path}", headers=headers, timeout=self.timeout)
-
-    def profile(self, token: str) -> Profile:
-        try:
-            resp = self._get("/profile", token)
-        except requests.RequestException as exc:
-            return Profile(None, None, f"Dhan unreachable ({type(exc).__name__})")
-        body = _json(resp)
-        if resp.status_code == 200 and isinstance(body, dict) and body.get("status") not in ("failure", "failed"):
-            return Profile(True, 200, str(body.get("tokenValidity") or ""))
-        err = classify(resp.status_code, resp.content, None)
-        return Profile(False if err.kind == AUTH else None, resp.status_code, str(err))
-
-    def renew(self, token: str) -> str:
-        """A new token for `token` (which must still be active), or :class:`RenewError`."""
-
-        def attempt() -> requests.Response:
-            resp = self._get("/RenewToken", token)
-            if resp.status_code >= 500 or resp.status_code == 429:
-                raise _TransientError(f"HTTP {resp.status_code}")
-            return resp
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=1, min=1, max=8),
-            retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout, _TransientError)),
-            sleep=self.sleep,
-            reraise=True,
-        )
-        try:
-            resp = retrying(attempt)
-        except (requests.RequestException, _TransientError) as exc:
-            raise RenewError(f"RenewToken failed after {self.attempts} attempts ({type(exc).__name__})", True) from None
-        if resp.status_code != 200:
-            err = classify(resp.status_code, resp.content, None)
-            raise RenewError(f"RenewToken refused: {err}", err.kind != AUTH)
-        new = extract_token(_json(resp))
-        if new is None:
-            raise RenewError("RenewToken answered HTTP 200 without a token", True)
-        return new
 
 
 # --- once-only claims in the store ------------------------------------------------------------------------------

@@ -64,3 +64,55 @@ def test_lot_sizes_default_and_override():
     assert from_env({}).lot_sizes["NIFTY"] == 65
     cfg = from_env({"OI_LOT_SIZES": "nifty:75, RELIANCE:500"})
     assert (cfg.lot_sizes["NIFTY"], cfg.lot_sizes["RELIANCE"], cfg.lot_sizes["SENSEX"]) == (75, 500, 20)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "bounds"),
+    [
+        ("DHAN_MIN_INTERVAL_SECONDS", "inf", "0.01 to 600"),
+        ("DHAN_MIN_INTERVAL_SECONDS", "nan", "0.01 to 600"),
+        ("DHAN_MIN_INTERVAL_SECONDS", "601", "0.01 to 600"),
+        ("DHAN_TIMEOUT_SECONDS", "1e9", "0.1 to 120"),
+        ("DHAN_TIMEOUT_SECONDS", "-inf", "0.1 to 120"),
+        ("DHAN_TOKEN_ALERT_MINUTES", "NaN", "0 to 1440"),
+        ("OI_RETENTION_DAYS", "100000", "1 to 3650"),
+        ("PORT", "70000", "1 to 65535"),
+        ("OI_EXPIRIES_PER_SYMBOL", "50", "1 to 10"),
+        ("OI_SNAPSHOT_MAX_LAG_MINUTES", "-5", "0 to 1440"),
+    ],
+)
+def test_numbers_must_be_finite_and_in_range(variable, raw, bounds):
+    with pytest.raises(ConfigError) as caught:
+        from_env({variable: raw})
+    assert variable in str(caught.value) and bounds in str(caught.value)
+
+
+def test_every_setting_is_read_from_its_variable():
+    from oi.config import variables
+
+    names = variables()
+    assert names["S3_BUCKET_NAME"] == "s3_bucket" and names["OI_DATA_DIR"] == "data_dir"
+    cfg = from_env({"S3_BUCKET_NAME": "b.example.com", "OI_DATA_DIR": "/tmp/oi-data", "CLOUDFLARE_API_BASE": "x/"})
+    assert (cfg.s3_bucket, str(cfg.data_dir), cfg.cloudflare_api_base) == ("b.example.com", "/tmp/oi-data", "x")
+    assert str(cfg.dhan_token_file) == "/tmp/oi-data/dhan_token.json"  # follows OI_DATA_DIR unless set
+
+
+def test_a_data_dir_that_cannot_be_written_is_a_configuration_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="OI_DATA_DIR"):
+        from_env({"OI_DATA_DIR": str(blocker / "var")})
+    assert from_env({"OI_DATA_DIR": str(tmp_path / "new" / "var")}).data_dir == tmp_path / "new" / "var"
+
+
+@pytest.mark.parametrize("content", [None, "2026-13-45\n", b"\xff\xfe\x00bad"])
+def test_a_bad_or_unreadable_holidays_file_is_a_configuration_error(tmp_path, content):
+    path = tmp_path / "holidays.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match="OI_HOLIDAYS_FILE"):
+        from_env({"OI_HOLIDAYS_FILE": str(path)})
+    path.write_text("# ok\n2027-01-26\n")
+    assert from_env({"OI_HOLIDAYS_FILE": str(path)}).holidays_file == path

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import boto3
 import pytest
 
-from oi.cli_dns import main_a, main_cname
+from oi.cli import day_main, night_main
 from oi.dns import GateError, expected_snapshot_session, wait_healthy
 from oi.market.calendar import IST, MarketCalendar
 from tests.fakes import HealthServer, closed_port_url
@@ -28,14 +28,6 @@ HOLIDAY_MORNING = "2026-11-24T09:05:00+05:30"  # Guru Nanak Jayanti, an NSE holi
 SATURDAY_MORNING = "2026-11-21T09:05:00+05:30"
 TXT = "v=spf1 -all"
 
-# Every variable oi.config reads that could leak in from the developer's shell and change a test's meaning.
-CONFIG_VARS = (
-    "OI_NOW OI_HOLIDAYS OI_HOLIDAYS_FILE OI_MARKET_ALWAYS_OPEN PORT AWS_ACCESS_KEY AWS_SECRET_KEY S3_BUCKET_NAME "
-    "CLOUDFLARE_API_BASE CLOUDFLARE_API_TOKEN CLOUDFLARE_ZONE_ID CLOUDFLARE_PROXIED DOMAIN_NAME TARGET_CNAME "
-    "TELEGRAM_API_BASE TELEGRAM_BOT_TOKEN TELEGRAM_CHAT_ID EC2_INSTANCE_ID EC2_PUBLIC_IP IMDS_BASE "
-    "DHAN_CLIENT_ID DHAN_ACCESS_TOKEN OI_SOURCE OI_SYMBOLS S3_REFERER_SECRET SCHEDULER_ROLE_ARN"
-).split()
-
 
 @pytest.fixture(scope="module")
 def moto():
@@ -50,7 +42,7 @@ class World:
     imds: FakeImds
     health: HealthServer
     s3: object
-    monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str]  # the flips' whole environment
 
     @property
     def health_args(self) -> list[str]:
@@ -67,16 +59,19 @@ class World:
         return self.cf.at(DOMAIN, types={"TXT"})
 
     def setenv(self, **values: str) -> None:
-        for key, value in values.items():
-            self.monkeypatch.setenv(key, value)
+        self.env.update(values)
+
+    def day(self, argv: list[str]) -> int:
+        return day_main(argv, self.env)
+
+    def night(self, argv: list[str]) -> int:
+        return night_main(argv, self.env)
 
 
 @pytest.fixture
-def world(monkeypatch, moto):
+def world(monkeypatch, moto, tmp_path):
     reset(moto)
-    for name in CONFIG_VARS:
-        monkeypatch.delenv(name, raising=False)
-    aws_env(monkeypatch, moto)
+    aws_env(monkeypatch, moto)  # where boto3 finds moto
     with FakeCloudflare() as cf, FakeTelegram() as tg, FakeImds() as imds, HealthServer() as health:
         env = {
             "CLOUDFLARE_API_BASE": cf.base_url,
@@ -89,12 +84,11 @@ def world(monkeypatch, moto):
             "TELEGRAM_CHAT_ID": "4242",
             "IMDS_BASE": imds.url,
             "OI_NOW": MONDAY_CLOSE,
+            "OI_DATA_DIR": str(tmp_path / "var"),
         }
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=DOMAIN, CreateBucketConfiguration={"LocationConstraint": REGION})
-        yield World(cf, tg, imds, health, s3, monkeypatch)
+        yield World(cf, tg, imds, health, s3, env)
 
 
 def only(records: list[dict]) -> dict:
@@ -110,7 +104,7 @@ def test_night_flip_updates_the_a_record_in_place_and_keeps_txt(world):
     world.cf.add("TXT", DOMAIN, TXT)
     world.snapshot("2026-11-23")
 
-    assert main_cname([]) == 0
+    assert world.night([]) == 0
 
     record = only(world.at())
     assert (record["type"], record["content"], record["proxied"]) == ("CNAME", WEBSITE, True)
@@ -125,7 +119,7 @@ def test_day_flip_updates_the_cname_in_place_with_the_imds_address(world):
     world.cf.add("TXT", DOMAIN, TXT)
     world.setenv(OI_NOW=MONDAY_MORNING)
 
-    assert main_a(world.health_args) == 0
+    assert world.day(world.health_args) == 0
 
     record = only(world.at())
     assert (record["type"], record["content"], record["proxied"]) == ("A", "203.0.113.10", True)
@@ -141,7 +135,7 @@ def test_day_flip_uses_ip_flag_and_unproxied_ttl(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=True)
     world.setenv(OI_NOW=MONDAY_MORNING, CLOUDFLARE_PROXIED="0")
 
-    assert main_a(["--ip", "198.51.100.7", *world.health_args]) == 0
+    assert world.day(["--ip", "198.51.100.7", *world.health_args]) == 0
 
     record = only(world.at())
     assert (record["type"], record["content"], record["proxied"], record["ttl"]) == ("A", "198.51.100.7", False, 60)
@@ -150,7 +144,7 @@ def test_day_flip_uses_ip_flag_and_unproxied_ttl(world):
 
 def test_cname_target_flag_and_creation_when_no_record_exists(world):
     world.snapshot()
-    assert main_cname(["--target", "Elsewhere.Example.NET"]) == 0
+    assert world.night(["--target", "Elsewhere.Example.NET"]) == 0
     record = only(world.at())
     assert (record["type"], record["content"]) == ("CNAME", "Elsewhere.Example.NET")
     assert world.cf.writes == 1
@@ -163,7 +157,7 @@ def test_already_in_state_writes_nothing_and_sends_nothing(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE.upper() + ".", proxied=True)  # same host, other spelling
     world.snapshot()
 
-    assert main_cname([]) == 0
+    assert world.night([]) == 0
     assert world.cf.writes == 0
     assert world.tg.texts == []
     assert not any(method != "GET" for method, _ in world.cf.log)
@@ -173,9 +167,9 @@ def test_running_twice_writes_only_once(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=True)
     world.setenv(OI_NOW=MONDAY_MORNING)
 
-    assert main_a(world.health_args) == 0
+    assert world.day(world.health_args) == 0
     assert world.cf.writes == 1
-    assert main_a(world.health_args) == 0
+    assert world.day(world.health_args) == 0
     assert world.cf.writes == 1
     assert len(world.tg.texts) == 1
 
@@ -183,7 +177,7 @@ def test_running_twice_writes_only_once(world):
 def test_proxied_change_alone_is_a_write(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=False)
     world.snapshot()
-    assert main_cname([]) == 0
+    assert world.night([]) == 0
     assert only(world.at())["proxied"] is True
     assert world.cf.writes == 1
 
@@ -200,7 +194,7 @@ def test_several_address_records_are_fixed_to_exactly_one(world, caplog):
     world.snapshot()
 
     with caplog.at_level(logging.INFO):
-        assert main_cname([]) == 0
+        assert world.night([]) == 0
 
     record = only(world.at())
     assert (record["type"], record["content"]) == ("CNAME", WEBSITE)
@@ -214,7 +208,7 @@ def test_duplicate_a_records_keep_the_right_one(world):
     world.cf.add("A", DOMAIN, "192.0.2.99", proxied=True)
     world.setenv(OI_NOW=MONDAY_MORNING)
 
-    assert main_a(world.health_args) == 0
+    assert world.day(world.health_args) == 0
     assert only(world.at())["id"] == right["id"]
     assert world.cf.writes == 1  # one delete, no update
 
@@ -227,7 +221,7 @@ def test_bad_token_fails_with_cloudflares_message(world, caplog):
     world.snapshot()
     world.setenv(CLOUDFLARE_API_TOKEN="not-the-token")
 
-    assert main_cname([]) == 1
+    assert world.night([]) == 1
 
     assert "Invalid access token" in caplog.text and "9109" in caplog.text
     assert only(world.at()) == before
@@ -236,7 +230,7 @@ def test_bad_token_fails_with_cloudflares_message(world, caplog):
 
 def test_unknown_zone_fails_with_cloudflares_message(world, caplog):
     world.setenv(CLOUDFLARE_ZONE_ID="nosuchzone", OI_NOW=MONDAY_MORNING)
-    assert main_a(world.health_args) == 1
+    assert world.day(world.health_args) == 1
     assert "7003" in caplog.text
     assert world.cf.writes == 0
 
@@ -246,7 +240,7 @@ def test_rate_limits_and_server_errors_are_retried(world):
     world.snapshot()
     world.cf.fail_next = [429, 503]
 
-    assert main_cname([]) == 0
+    assert world.night([]) == 0
     assert only(world.at())["type"] == "CNAME"
     assert world.cf.fail_next == []
 
@@ -257,7 +251,7 @@ def test_unhealthy_app_means_no_flip(world, caplog):
     world.setenv(OI_NOW=MONDAY_MORNING)
 
     started = time.monotonic()
-    assert main_a(world.health_args) == 1
+    assert world.day(world.health_args) == 1
     assert time.monotonic() - started < 5
 
     assert only(world.at()) == night
@@ -274,20 +268,20 @@ def test_health_that_turns_ok_within_the_wait_lets_the_flip_happen(world):
     timer = threading.Timer(0.3, lambda: setattr(world.health, "healthy", True))
     timer.start()
 
-    assert main_a(["--health-url", f"{world.health.url}/healthz", "--wait", "5"]) == 0
+    assert world.day(["--health-url", f"{world.health.url}/healthz", "--wait", "5"]) == 0
     assert only(world.at())["type"] == "A"
 
 
 def test_health_url_that_is_down_means_no_flip(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=True)
     world.setenv(OI_NOW=MONDAY_MORNING)
-    assert main_a(["--health-url", f"{closed_port_url()}/healthz", "--wait", "0"]) == 1
+    assert world.day(["--health-url", f"{closed_port_url()}/healthz", "--wait", "0"]) == 1
     assert world.cf.writes == 0
 
 
 def test_missing_snapshot_means_no_flip(world, caplog):
     day = world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)
-    assert main_cname([]) == 1
+    assert world.night([]) == 1
     assert only(world.at()) == day
     assert world.cf.writes == 0
     assert "no snapshot" in caplog.text
@@ -297,7 +291,7 @@ def test_missing_snapshot_means_no_flip(world, caplog):
 def test_stale_snapshot_means_no_flip(world, caplog):
     day = world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)
     world.snapshot("2026-11-20")  # Friday's, but Monday's session has closed
-    assert main_cname([]) == 1
+    assert world.night([]) == 1
     assert only(world.at()) == day
     assert "stale snapshot" in caplog.text and "2026-11-20" in caplog.text
 
@@ -305,22 +299,22 @@ def test_stale_snapshot_means_no_flip(world, caplog):
 def test_snapshot_without_session_metadata_means_no_flip(world, caplog):
     world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)
     world.snapshot(None)
-    assert main_cname([]) == 1
+    assert world.night([]) == 1
     assert world.cf.writes == 0
     assert "oi-session" in caplog.text
 
 
 def test_force_skips_the_snapshot_gate(world):
     world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)
-    assert main_cname(["--force"]) == 0
+    assert world.night(["--force"]) == 0
     assert only(world.at())["type"] == "CNAME"
 
 
 def test_missing_configuration_is_a_usage_error(world, capsys):
-    world.monkeypatch.delenv("CLOUDFLARE_ZONE_ID")
-    assert main_cname([]) == 2
+    del world.env["CLOUDFLARE_ZONE_ID"]
+    assert world.night([]) == 2
     assert "CLOUDFLARE_ZONE_ID" in capsys.readouterr().err
-    assert main_a(["--ip", "not-an-ip"]) == 2
+    assert world.day(["--ip", "not-an-ip"]) == 2
 
 
 # --------------------------------------------------------------------------------------- holidays
@@ -332,7 +326,7 @@ def test_no_market_day_changes_nothing(world, caplog, now, word):
     world.setenv(OI_NOW=now)
 
     with caplog.at_level(logging.INFO):
-        assert main_a(world.health_args) == 0
+        assert world.day(world.health_args) == 0
 
     assert world.cf.writes == 0 and world.cf.log == []
     assert world.health.hits == 0 and world.imds.requests == []
@@ -343,7 +337,7 @@ def test_no_market_day_changes_nothing(world, caplog, now, word):
 def test_operator_holiday_from_env(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=True)
     world.setenv(OI_NOW=MONDAY_MORNING, OI_HOLIDAYS="2026-11-23")
-    assert main_a(world.health_args) == 0
+    assert world.day(world.health_args) == 0
     assert world.cf.writes == 0
 
 
@@ -354,7 +348,7 @@ def test_stop_on_holiday_stops_this_instance(world):
     world.imds.instance_id = instance_id  # found through IMDS, as on the box (no EC2_INSTANCE_ID set)
     world.setenv(OI_NOW=HOLIDAY_MORNING)
 
-    assert main_a(["--stop-on-holiday", *world.health_args]) == 0
+    assert world.day(["--stop-on-holiday", *world.health_args]) == 0
 
     state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state in {"stopping", "stopped"}
@@ -369,7 +363,7 @@ def test_stop_on_holiday_is_not_triggered_on_a_trading_day(world):
     world.imds.instance_id = instance_id
     world.setenv(OI_NOW=MONDAY_MORNING)
 
-    assert main_a(["--stop-on-holiday", *world.health_args]) == 0
+    assert world.day(["--stop-on-holiday", *world.health_args]) == 0
     state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state == "running"
 
@@ -377,7 +371,7 @@ def test_stop_on_holiday_is_not_triggered_on_a_trading_day(world):
 def test_force_flips_on_a_holiday(world):
     world.cf.add("CNAME", DOMAIN, WEBSITE, proxied=True)
     world.setenv(OI_NOW=HOLIDAY_MORNING)
-    assert main_a(["--force", "--ip", "198.51.100.7"]) == 0
+    assert world.day(["--force", "--ip", "198.51.100.7"]) == 0
     assert only(world.at())["content"] == "198.51.100.7"
 
 
@@ -393,7 +387,7 @@ def test_telegram_failure_does_not_fail_the_flip(world, caplog, mode):
     else:
         world.tg.fail = True
 
-    assert main_cname([]) == 0
+    assert world.night([]) == 0
 
     assert only(world.at())["type"] == "CNAME"
     assert "telegram: not sent" in caplog.text
@@ -406,14 +400,14 @@ def test_dry_run_writes_nothing(world, caplog):
     world.snapshot()
 
     with caplog.at_level(logging.INFO):
-        assert main_cname(["--dry-run"]) == 0
+        assert world.night(["--dry-run"]) == 0
 
     assert world.cf.writes == 0 and len(world.at()) == 2 and day in world.at()
     assert "would update" in caplog.text and "would delete" in caplog.text
     assert world.tg.texts == []
 
     world.setenv(OI_NOW=MONDAY_MORNING)
-    assert main_a(["--dry-run", *world.health_args]) == 0
+    assert world.day(["--dry-run", *world.health_args]) == 0
     assert world.cf.writes == 0
 
 
@@ -422,9 +416,9 @@ def test_no_secret_reaches_logs_or_output(world, caplog, capsys):
     world.snapshot()
     world.setenv(TELEGRAM_API_BASE=closed_port_url())
     with caplog.at_level(logging.DEBUG):
-        main_cname([])
+        world.night([])
         world.setenv(CLOUDFLARE_ZONE_ID="nosuchzone")
-        main_a(["--force", "--ip", "198.51.100.7"])
+        world.day(["--force", "--ip", "198.51.100.7"])
     out = capsys.readouterr()
     for secret in (world.cf.token, world.tg.token):
         assert secret not in caplog.text and secret not in out.out and secret not in out.err
@@ -456,3 +450,66 @@ def test_wait_healthy_rejects_a_wrong_body():
 
     with NotOk() as server, pytest.raises(GateError, match="starting"):
         wait_healthy(f"{server.url}/healthz", 0)
+
+
+# ------------------------------------------------------------------------------------------ concurrent flips
+
+
+def _two_address_records(world) -> None:
+    world.cf.records.clear()
+    world.cf.add("A", DOMAIN, "192.0.2.50", proxied=True)  # the older record
+    world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)  # already what the day flip wants
+
+
+def test_day_and_night_flips_from_two_boxes_never_leave_the_name_without_a_record(world):
+    """No lock between two machines: both flips must pick the same record to keep, so neither deletes the other's."""
+    from oi.cloudflare import CloudflareError, cloudflare_from_config
+    from oi.config import from_env
+    from oi.dns import FlipError, Wanted, ensure_record
+
+    config = from_env(world.env)
+    for _ in range(15):
+        _two_address_records(world)
+        barrier = threading.Barrier(2)
+        errors: list[Exception] = []
+
+        def flip(wanted: Wanted, barrier=barrier, errors=errors) -> None:
+            barrier.wait()
+            try:
+                ensure_record(cloudflare_from_config(config), DOMAIN, wanted)
+            except (CloudflareError, FlipError) as exc:  # a flip may lose the race; the name must not go empty
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=flip, args=(Wanted("A", "203.0.113.10", True),)),
+            threading.Thread(target=flip, args=(Wanted("CNAME", WEBSITE, True),)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(world.at()) == 1, (world.at(), errors)
+
+
+def test_concurrent_day_and_night_commands_on_one_box_are_serialised(world):
+    world.setenv(OI_NOW=MONDAY_MORNING)
+    world.snapshot()
+    for _ in range(8):
+        _two_address_records(world)
+        barrier = threading.Barrier(2)
+        codes: dict[str, int] = {}
+
+        def run(name: str, command, argv: list[str], barrier=barrier, codes=codes) -> None:
+            barrier.wait()
+            codes[name] = command(argv)
+
+        threads = [
+            threading.Thread(target=run, args=("day", world.day, ["--force", "--ip", "203.0.113.10"])),
+            threading.Thread(target=run, args=("night", world.night, ["--force"])),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert codes == {"day": 0, "night": 0}  # one after the other: each reaches its end state cleanly
+        assert len(world.at()) == 1

@@ -8,7 +8,9 @@ import logging
 import boto3
 import pytest
 
-from oi.lifecycle import START_TARGET, STOP_TARGET, TRANSFORM_PHASE, cron_expression, main
+from oi.cli import main as oi_main
+from oi.setup.rules import TRANSFORM_PHASE
+from oi.setup.schedules import START_TARGET, STOP_TARGET, cron_expression
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.moto import REGION, aws_env, moto_server, reset
 
@@ -16,11 +18,6 @@ INSTANCE = "i-0123456789abcdef0"
 ROLE = "arn:aws:iam::123456789012:role/oi-scheduler"
 DOMAIN = "oi.example.com"
 SECRET = "referer-secret-7f3a9c"
-CONFIG_VARS = (
-    "OI_NOW OI_HOLIDAYS OI_HOLIDAYS_FILE AWS_ACCESS_KEY AWS_SECRET_KEY EC2_INSTANCE_ID SCHEDULER_ROLE_ARN "
-    "SCHEDULE_START SCHEDULE_STOP SCHEDULE_TIMEZONE CLOUDFLARE_API_BASE CLOUDFLARE_API_TOKEN CLOUDFLARE_ZONE_ID "
-    "DOMAIN_NAME S3_REFERER_SECRET DHAN_CLIENT_ID DHAN_ACCESS_TOKEN OI_SOURCE OI_SYMBOLS"
-).split()
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +27,30 @@ def moto():
 
 
 @pytest.fixture
-def env(monkeypatch, moto):
+def env(monkeypatch, moto) -> dict[str, str]:
+    """The commands' whole environment."""
     reset(moto)
-    for name in CONFIG_VARS:
-        monkeypatch.delenv(name, raising=False)
-    aws_env(monkeypatch, moto)
-    monkeypatch.setenv("EC2_INSTANCE_ID", INSTANCE)
-    monkeypatch.setenv("SCHEDULER_ROLE_ARN", ROLE)
-    return monkeypatch
+    aws_env(monkeypatch, moto)  # where boto3 finds moto
+    return {"EC2_INSTANCE_ID": INSTANCE, "SCHEDULER_ROLE_ARN": ROLE}
+
+
+@pytest.fixture
+def main(env):
+    """``python -m oi setup …`` in `env`: ``schedules`` and ``transform-rule`` (``setup cloudflare``)."""
+    commands = {"schedules": ["setup", "schedules"], "transform-rule": ["setup", "cloudflare"]}
+    return lambda argv: oi_main([*commands[argv[0]], *argv[1:]], env)
 
 
 @pytest.fixture
 def cf(env):
     with FakeCloudflare() as fake:
-        env.setenv("CLOUDFLARE_API_BASE", fake.base_url)
-        env.setenv("CLOUDFLARE_API_TOKEN", fake.token)
-        env.setenv("CLOUDFLARE_ZONE_ID", fake.zone_id)
-        env.setenv("DOMAIN_NAME", DOMAIN)
-        env.setenv("S3_REFERER_SECRET", SECRET)
+        env.update(
+            CLOUDFLARE_API_BASE=fake.base_url,
+            CLOUDFLARE_API_TOKEN=fake.token,
+            CLOUDFLARE_ZONE_ID=fake.zone_id,
+            DOMAIN_NAME=DOMAIN,
+            S3_REFERER_SECRET=SECRET,
+        )
         yield fake
 
 
@@ -60,7 +63,7 @@ def test_cron_expression():
     assert cron_expression("15:45") == "cron(45 15 ? * MON-FRI *)"
 
 
-def test_schedules_are_created_then_left_alone_then_updated(env, capsys):
+def test_schedules_are_created_then_left_alone_then_updated(env, capsys, main):
     assert main(["schedules"]) == 0
     assert capsys.readouterr().out.count(": created") == 2
 
@@ -80,7 +83,7 @@ def test_schedules_are_created_then_left_alone_then_updated(env, capsys):
     assert scheduler().get_schedule(Name="oi-start-instance")["LastModificationDate"] == start["LastModificationDate"]
 
     # A new start time: only that schedule is updated, in place.
-    env.setenv("SCHEDULE_START", "09:00")
+    env["SCHEDULE_START"] = "09:00"
     assert main(["schedules"]) == 0
     out = capsys.readouterr().out
     assert "oi-start-instance: updated" in out and "oi-stop-instance: unchanged" in out
@@ -88,7 +91,7 @@ def test_schedules_are_created_then_left_alone_then_updated(env, capsys):
     assert len(scheduler().list_schedules()["Schedules"]) == 2
 
 
-def test_a_changed_schedule_is_put_back(env, capsys):
+def test_a_changed_schedule_is_put_back(env, capsys, main):
     assert main(["schedules"]) == 0
     spec = scheduler().get_schedule(Name="oi-stop-instance")
     scheduler().update_schedule(
@@ -104,7 +107,7 @@ def test_a_changed_schedule_is_put_back(env, capsys):
     assert (fixed["ScheduleExpression"], fixed["State"]) == ("cron(45 15 ? * MON-FRI *)", "ENABLED")
 
 
-def test_dry_run_prints_and_creates_nothing(env, capsys):
+def test_dry_run_prints_and_creates_nothing(env, capsys, main):
     assert main(["schedules", "--dry-run"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert [s["Name"] for s in printed] == ["oi-start-instance", "oi-stop-instance"]
@@ -112,8 +115,8 @@ def test_dry_run_prints_and_creates_nothing(env, capsys):
     assert scheduler().list_schedules()["Schedules"] == []
 
 
-def test_missing_instance_or_role_is_a_usage_error(env, capsys):
-    env.delenv("SCHEDULER_ROLE_ARN")
+def test_missing_instance_or_role_is_a_usage_error(env, capsys, main):
+    del env["SCHEDULER_ROLE_ARN"]
     assert main(["schedules"]) == 2
     assert "SCHEDULER_ROLE_ARN" in capsys.readouterr().err
 
@@ -121,12 +124,12 @@ def test_missing_instance_or_role_is_a_usage_error(env, capsys):
 # --------------------------------------------------------------------------------------- transform rule
 
 
-def test_transform_rule_created_with_schedules_and_idempotent(cf, env, capsys, caplog):
+def test_transform_rule_created_with_schedules_and_idempotent(cf, env, capsys, caplog, main):
     other = {"ref": "operator_rule", "expression": "true", "action": "rewrite", "description": "keep me"}
     cf.entrypoints[TRANSFORM_PHASE] = {"id": "rs1", "version": "3", "rules": [{"id": "r0", "version": "3", **other}]}
 
     with caplog.at_level(logging.DEBUG):
-        assert main(["schedules", "--with-transform-rule"]) == 0
+        assert main(["schedules"]) == 0 and main(["transform-rule"]) == 0
         rules = cf.entrypoints[TRANSFORM_PHASE]["rules"]
         assert [r["ref"] for r in rules] == ["operator_rule", "oi_s3_referer"]
         assert rules[0]["id"] == "r0" and rules[0]["description"] == "keep me"
@@ -139,7 +142,7 @@ def test_transform_rule_created_with_schedules_and_idempotent(cf, env, capsys, c
         assert cf.writes == writes  # unchanged: no PUT
 
         rotated = "rotated-secret-1234"
-        env.setenv("S3_REFERER_SECRET", rotated)
+        env["S3_REFERER_SECRET"] = rotated
         assert main(["transform-rule"]) == 0
         rules = cf.entrypoints[TRANSFORM_PHASE]["rules"]
         assert len(rules) == 2 and rules[1]["id"] == mine["id"]
@@ -150,14 +153,56 @@ def test_transform_rule_created_with_schedules_and_idempotent(cf, env, capsys, c
         assert secret not in out.out + out.err + caplog.text
 
 
-def test_transform_rule_dry_run_masks_the_secret_and_writes_nothing(cf, capsys):
+def test_transform_rule_dry_run_masks_the_secret_and_writes_nothing(cf, capsys, main):
     assert main(["transform-rule", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "***" in out and SECRET not in out and "would be created" in out
     assert cf.writes == 0 and TRANSFORM_PHASE not in cf.entrypoints
 
 
-def test_transform_rule_bad_token(cf, env, capsys):
-    env.setenv("CLOUDFLARE_API_TOKEN", "wrong")
+def test_transform_rule_bad_token(cf, env, capsys, main):
+    env["CLOUDFLARE_API_TOKEN"] = "wrong"
     assert main(["transform-rule"]) == 1
     assert "Invalid access token" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ cache rule
+
+
+def test_cache_rule_for_the_api_is_merged_idempotent_and_updated(cf, env, capsys):
+    from oi.setup.rules import CACHE_PHASE, CACHE_RULE_REF
+
+    other = {"ref": "operator_cache", "expression": "true", "action": "set_cache_settings", "description": "mine"}
+    cf.entrypoints[CACHE_PHASE] = {"id": "rs2", "version": "1", "rules": [{"id": "c0", "version": "1", **other}]}
+
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    assert f"cache rule {CACHE_RULE_REF}: created" in capsys.readouterr().out
+    rules = cf.entrypoints[CACHE_PHASE]["rules"]
+    assert [r["ref"] for r in rules] == ["operator_cache", CACHE_RULE_REF]
+    assert rules[0]["id"] == "c0" and rules[0]["description"] == "mine"
+    mine = rules[1]
+    assert mine["expression"] == f'(http.host eq "{DOMAIN}" and http.request.uri.path wildcard "/api/*")'
+    assert mine["action"] == "set_cache_settings"
+    assert mine["action_parameters"] == {"cache": True, "edge_ttl": {"mode": "respect_origin"}}
+    assert mine["enabled"] is True
+
+    writes = cf.writes
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    assert f"cache rule {CACHE_RULE_REF}: unchanged" in capsys.readouterr().out
+    assert cf.writes == writes  # nothing differs: no PUT at all
+
+    env["DOMAIN_NAME"] = "oi.example.net"
+    assert oi_main(["setup", "cloudflare"], env) == 0
+    rules = cf.entrypoints[CACHE_PHASE]["rules"]
+    assert len(rules) == 2 and rules[1]["id"] == mine["id"]  # updated in place, not added
+    assert '"oi.example.net"' in rules[1]["expression"]
+
+
+def test_cache_rule_dry_run_prints_the_plan_and_writes_nothing(cf, env, capsys):
+    from oi.setup.rules import CACHE_PHASE
+
+    assert oi_main(["setup", "cloudflare", "--dry-run"], env) == 0
+    out = capsys.readouterr().out
+    assert "cache rule oi_api_cache: would be created" in out
+    assert 'wildcard "/api/*"' in out and "edge TTL respect_origin" in out
+    assert cf.writes == 0 and CACHE_PHASE not in cf.entrypoints

@@ -20,7 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from oi import s3
+from oi.cli import main as oi_main
 from oi.config import Config
+from oi.setup.bucket import setup_bucket
 from tests.fakes.moto import REGION, aws_env, moto_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -362,9 +364,9 @@ def test_upload_archive_uploads_once_with_archive_headers(client, bucket, tmp_pa
 def test_setup_bucket_makes_a_referer_locked_website(client, caplog):
     name = unique_bucket()
     calls = Calls(client)
-    caplog.set_level("INFO", logger="oi.s3")
+    caplog.set_level("INFO", logger="oi.setup.bucket")
 
-    lines = s3.setup_bucket(client, name, REGION, SECRET, domain_name=name)
+    lines = setup_bucket(client, name, REGION, SECRET, domain_name=name)
 
     assert client.get_bucket_location(Bucket=name)["LocationConstraint"] == REGION
     website = client.get_bucket_website(Bucket=name)
@@ -390,16 +392,16 @@ def test_setup_bucket_makes_a_referer_locked_website(client, caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert SECRET not in "\n".join(lines) and SECRET not in caplog.text
 
-    again = s3.setup_bucket(client, name, REGION, SECRET, domain_name=name)  # idempotent
+    again = setup_bucket(client, name, REGION, SECRET, domain_name=name)  # idempotent
     assert f"bucket {name}: exists" in again
 
 
 def test_setup_bucket_warns_loudly_when_bucket_is_not_the_domain(client, caplog):
     name = unique_bucket()
 
-    lines = s3.setup_bucket(client, name, REGION, SECRET, domain_name="oi.example.org")
+    lines = setup_bucket(client, name, REGION, SECRET, domain_name="oi.example.org")
 
-    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name == "oi.s3"]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and r.name == "oi.setup.bucket"]
     assert len(warnings) == 1 and "oi.example.org" in warnings[0].getMessage()
     assert lines[0].startswith("WARNING") and "NoSuchBucket" in lines[0]
 
@@ -408,7 +410,7 @@ def test_setup_bucket_in_us_east_1_sends_no_location_constraint(aws):
     east = s3.make_client(Config(aws_region="us-east-1"))
     name = unique_bucket()
 
-    lines = s3.setup_bucket(east, name, "us-east-1", SECRET, domain_name=name)
+    lines = setup_bucket(east, name, "us-east-1", SECRET, domain_name=name)
 
     assert east.get_bucket_location(Bucket=name)["LocationConstraint"] is None
     assert lines[-1].endswith(f"{name}.s3-website-us-east-1.amazonaws.com")
@@ -418,7 +420,7 @@ def test_setup_bucket_dry_run_makes_no_call_and_masks_the_secret(client):
     name = unique_bucket()
     calls = Calls(client)
 
-    lines = s3.setup_bucket(client, name, REGION, SECRET, domain_name=name, dry_run=True)
+    lines = setup_bucket(client, name, REGION, SECRET, domain_name=name, dry_run=True)
 
     assert calls.calls == []
     text = "\n".join(lines)
@@ -433,12 +435,12 @@ def test_setup_bucket_dry_run_makes_no_call_and_masks_the_secret(client):
 def test_setup_bucket_refuses_an_empty_or_short_secret(client, secret):
     calls = Calls(client)
     with pytest.raises(ValueError, match="S3_REFERER_SECRET"):
-        s3.setup_bucket(client, unique_bucket(), REGION, secret, domain_name="oi.example.com")
+        setup_bucket(client, unique_bucket(), REGION, secret, domain_name="oi.example.com")
     assert calls.calls == []
 
 
 def test_a_sixteen_character_secret_is_enough():
-    lines = s3.setup_bucket(None, "oi.example.com", REGION, "x" * 16, "oi.example.com", dry_run=True)
+    lines = setup_bucket(None, "oi.example.com", REGION, "x" * 16, "oi.example.com", dry_run=True)
     assert lines[-1].endswith("oi.example.com.s3-website.ap-south-1.amazonaws.com")
 
 
@@ -467,21 +469,20 @@ CONFIG_VARIABLES = ("S3_BUCKET_NAME", "S3_REFERER_SECRET", "DOMAIN_NAME", "ARCHI
 
 
 @pytest.fixture
-def cli_env(aws, monkeypatch):
-    # A developer's .env must not decide these tests.
-    monkeypatch.setattr(s3, "load_dotenv", lambda *args, **kwargs: False)
-    for name in CONFIG_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+def cli_env(aws) -> dict[str, str]:
+    """The command's whole environment: a developer's shell or .env must not decide these tests."""
+    return {}
+
+
+def setup_s3(env: dict[str, str]) -> int:
+    return oi_main(["setup", "s3"], env)
 
 
 def test_main_setup_exit_0(cli_env, client, capsys):
     name = unique_bucket()
-    cli_env.setenv("S3_BUCKET_NAME", name)
-    cli_env.setenv("DOMAIN_NAME", name)
-    cli_env.setenv("S3_REFERER_SECRET", SECRET)
+    cli_env.update(S3_BUCKET_NAME=name, DOMAIN_NAME=name, S3_REFERER_SECRET=SECRET)
 
-    assert s3.main(["setup"]) == 0
+    assert setup_s3(cli_env) == 0
 
     out, err = capsys.readouterr()
     assert f"{name}.s3-website.ap-south-1.amazonaws.com" in out
@@ -498,36 +499,75 @@ def test_main_setup_exit_0(cli_env, client, capsys):
     ],
 )
 def test_main_configuration_errors_exit_2(cli_env, capsys, env, needle):
-    for name, value in env.items():
-        cli_env.setenv(name, value)
+    cli_env.update(env)
 
-    assert s3.main(["setup"]) == 2
+    assert setup_s3(cli_env) == 2
 
     out, err = capsys.readouterr()
     assert needle in err and "configuration error" in err and out == ""
 
 
 def test_main_aws_error_exits_1_with_one_line(cli_env, capsys):
-    cli_env.setenv("S3_BUCKET_NAME", "ab")  # too short for S3: CreateBucket answers InvalidBucketName
-    cli_env.setenv("DOMAIN_NAME", "ab")
-    cli_env.setenv("S3_REFERER_SECRET", SECRET)
+    # "ab" is too short for S3: CreateBucket answers InvalidBucketName
+    cli_env.update(S3_BUCKET_NAME="ab", DOMAIN_NAME="ab", S3_REFERER_SECRET=SECRET)
 
-    assert s3.main(["setup"]) == 1
+    assert setup_s3(cli_env) == 1
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "InvalidBucketName" in err and "CreateBucket" in err
 
 
-def test_python_m_oi_s3_setup_runs_end_to_end(aws, client, tmp_path):
+def test_python_m_oi_setup_s3_runs_end_to_end(aws, client, tmp_path):
     name = unique_bucket()
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
     env.update(S3_BUCKET_NAME=name, DOMAIN_NAME=name, S3_REFERER_SECRET=SECRET, PYTHONPATH=str(REPO))
 
     result = subprocess.run(
-        [sys.executable, "-m", "oi.s3", "setup"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "oi", "setup", "s3"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
 
     assert result.returncode == 0, result.stderr
     assert f"{name}.s3-website.ap-south-1.amazonaws.com" in result.stdout
     assert SECRET not in result.stdout + result.stderr
     assert client.get_bucket_website(Bucket=name)["IndexDocument"] == {"Suffix": "index.html"}
+
+
+# ------------------------------------------------------------------------------------- lock by source address
+
+CLOUDFLARE_RANGES = "# ips-v4\n173.245.48.0/20\n103.21.244.0/22\n\n# ips-v6\n2400:cb00::/32\n2606:4700::/32\n"
+
+
+def test_setup_locks_the_bucket_to_cloudflare_addresses(cli_env, client, tmp_path, capsys):
+    name = unique_bucket()
+    ips = tmp_path / "cloudflare-ips.txt"
+    ips.write_text(CLOUDFLARE_RANGES)
+    cli_env.update(S3_BUCKET_NAME=name, DOMAIN_NAME=name)  # no Referer secret needed for this lock
+
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips), "--dry-run"], cli_env) == 0
+    printed = capsys.readouterr().out
+    assert '"aws:SourceIp"' in printed and "2606:4700::/32" in printed
+    with pytest.raises(ClientError):
+        client.head_bucket(Bucket=name)  # a dry run calls nothing
+
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips)], cli_env) == 0
+    policy = json.loads(client.get_bucket_policy(Bucket=name)["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == "s3:GetObject" and "aws:Referer" not in json.dumps(statement)
+    assert sorted(statement["Condition"]["IpAddress"]["aws:SourceIp"]) == sorted(
+        ["173.245.48.0/20", "103.21.244.0/22", "2400:cb00::/32", "2606:4700::/32"]
+    )
+    assert "address ranges" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [("173.245.48.0/20\nnot-a-network\n", ":2:"), ("0.0.0.0/0\n", "every address"), ("# empty\n", "no address")],
+)
+def test_a_bad_ranges_file_is_a_usage_error(cli_env, tmp_path, capsys, content, needle):
+    ips = tmp_path / "ips.txt"
+    ips.write_text(content)
+    cli_env.update(S3_BUCKET_NAME="oi.example.com", DOMAIN_NAME="oi.example.com")
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips", "--ips-file", str(ips)], cli_env) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    assert oi_main(["setup", "s3", "--lock", "cloudflare-ips"], cli_env) == 2  # the lock needs the file

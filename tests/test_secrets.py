@@ -15,7 +15,6 @@ import gzip
 import io
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,13 +24,14 @@ import boto3
 import mongomock
 import pytest
 
-from oi.cli_dns import main_a, main_cname
+from oi.cli import day_main as main_a
+from oi.cli import main as oi_main
+from oi.cli import night_main as main_cname
+from oi.cli import upload_main
 from oi.config import SECRET_VARIABLES, from_env
-from oi.lifecycle import main as lifecycle_main
 from oi.logs import RedactSecrets, setup_logging
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.store import Store
-from oi.upload import run as upload_run
 from oi.web import create_app
 from tests.conftest import MONDAY_1100, FakeTimer
 from tests.fakes import HealthServer, closed_port_url
@@ -44,9 +44,6 @@ from tests.session import record_session
 
 DOMAIN = "oi.example.com"
 REMOTE = {"REMOTE_ADDR": "198.51.100.23"}
-# Everything oi.config reads comes from these prefixes/names: a developer's shell must not leak into the test.
-ENV_PREFIXES = ("DHAN_", "OI_", "AWS_", "S3_", "CLOUDFLARE_", "TELEGRAM_", "EC2_", "IMDS_", "SCHEDULE", "MONGO_")
-ENV_NAMES = ("DOMAIN_NAME", "TARGET_CNAME", "ORIGIN_SECRET", "ARCHIVE_BUCKET", "LOG_LEVEL", "HOST", "PORT")
 
 
 def sentinel(name: str) -> str:
@@ -136,10 +133,7 @@ def world(monkeypatch, moto, tmp_path, capfd):
     """Every secret set to a sentinel in the environment; fakes for Dhan, Cloudflare, Telegram, IMDS and S3;
     production logging (oi.logs) at DEBUG for every logger, writing to the captured stderr."""
     reset(moto)
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIXES) or name in ENV_NAMES:
-            monkeypatch.delenv(name)
-    aws_env(monkeypatch, moto)
+    aws_env(monkeypatch, moto)  # boto3's own view of the process: where moto is
 
     secrets = Secrets()
     client_id = secrets.identifiers["DHAN_CLIENT_ID"] = "90817263540"
@@ -186,9 +180,7 @@ def world(monkeypatch, moto, tmp_path, capfd):
             TELEGRAM_API_BASE=tg.url,
             IMDS_BASE=imds.url,
         )
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        setup_logging(from_env())  # the production handler and its redaction filter...
+        setup_logging(from_env(env))  # the production handler and its redaction filter...
         log_stream = io.StringIO()
         root.handlers[0].setStream(log_stream)  # ...writing where the test can read it (stderr is pytest's)
         raw = RawRecords()
@@ -196,7 +188,7 @@ def world(monkeypatch, moto, tmp_path, capfd):
         for name in saved_levels:
             logging.getLogger(name).setLevel(logging.DEBUG)
         try:
-            yield World(secrets, Outputs(), raw, log_stream, capfd, dhan, cf, tg, imds, health, monkeypatch, tmp_path)
+            yield World(secrets, Outputs(), raw, log_stream, capfd, dhan, cf, tg, imds, health, env, tmp_path)
         finally:
             dhan.stop()
             root.handlers[:] = saved_handlers
@@ -217,7 +209,7 @@ class World:
     tg: FakeTelegram
     imds: FakeImds
     health: HealthServer
-    monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str]  # the environment every command and app of the test gets
     tmp_path: Path
 
     def collect(self) -> None:
@@ -247,7 +239,7 @@ class World:
 def test_the_app_leaks_no_secret(world):
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
     timer = FakeTimer()
-    app = create_app(from_env(), store=store, timer=timer)
+    app = create_app(from_env(world.env), store=store, timer=timer)
     app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False)  # as in production: a 500, not a re-raise
     rt = app.extensions["oi"]
     watch = getattr(rt, "token_watch", None)
@@ -324,10 +316,10 @@ def test_the_app_leaks_no_secret(world):
 
 def test_auto_renewal_leaks_neither_token(world):
     """With DHAN_AUTO_RENEW=1 the token is renewed via /v2/RenewToken and hot-swapped: the new one is a secret."""
-    world.monkeypatch.setenv("DHAN_AUTO_RENEW", "1")
+    world.env["DHAN_AUTO_RENEW"] = "1"
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
     timer = FakeTimer()
-    app = create_app(from_env(), store=store, timer=timer)
+    app = create_app(from_env(world.env), store=store, timer=timer)
     rt = app.extensions["oi"]
     watch = getattr(rt, "token_watch", None)
     if watch is None:
@@ -337,7 +329,7 @@ def test_auto_renewal_leaks_neither_token(world):
         watch.run()
         timer.advance(rt.config.dhan_min_interval_seconds + PACE_SLACK_SECONDS)
     renewed = world.dhan.token
-    assert renewed != from_env().dhan_access_token, "the token was not renewed: this test covers nothing"
+    assert renewed != from_env(world.env).dhan_access_token, "the token was not renewed: this test covers nothing"
     world.secrets.add("renewed DHAN token", renewed)
     c = app.test_client()
     origin = {"X-Origin-Secret": world.secrets.values["ORIGIN_SECRET"]}
@@ -353,18 +345,18 @@ def test_auto_renewal_leaks_neither_token(world):
 def test_snapshot_render_and_publish_leak_no_secret(world):
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
     record_session(store, symbols=("NIFTY",))
-    world.monkeypatch.setenv("OI_NOW", "2026-11-23T16:00:00+05:30")  # after Monday's close
+    world.env["OI_NOW"] = "2026-11-23T16:00:00+05:30"  # after Monday's close
     s3 = boto3.client("s3", region_name=REGION)
 
     site = world.tmp_path / "site"
-    assert upload_run(["--out", str(site)], store=store) == 0
+    assert upload_main(["--out", str(site)], world.env, store=store) == 0
     assert world.out.add_tree("snapshot file", site) > 3
 
     # Publishing into a bucket that does not exist: an AWS error on stderr.
-    assert upload_run([], store=store) == 1
+    assert upload_main([], world.env, store=store) == 1
     s3.create_bucket(Bucket=DOMAIN, CreateBucketConfiguration={"LocationConstraint": REGION})
-    assert upload_run(["--dry-run"], store=store) == 0
-    assert upload_run([], store=store) == 0
+    assert upload_main(["--dry-run"], world.env, store=store) == 0
+    assert upload_main([], world.env, store=store) == 0
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=DOMAIN).get("Contents", [])]
     assert "index.html" in keys
     for key in keys:
@@ -386,29 +378,29 @@ def test_dns_flips_and_transform_rule_leak_no_secret(world):
     world.cf.add("A", DOMAIN, "203.0.113.10", proxied=True)
 
     # Night flip, then the day flip, as cron runs them (successes, with Telegram messages).
-    world.monkeypatch.setenv("OI_NOW", "2026-11-23T15:40:00+05:30")
-    assert main_cname([]) == 0
-    world.monkeypatch.setenv("OI_NOW", "2026-11-23T09:05:00+05:30")
-    assert main_a(health) == 0
+    world.env["OI_NOW"] = "2026-11-23T15:40:00+05:30"
+    assert main_cname([], world.env) == 0
+    world.env["OI_NOW"] = "2026-11-23T09:05:00+05:30"
+    assert main_a(health, world.env) == 0
     # Failures: the app unhealthy; Cloudflare refusing the token; Telegram down (its URL holds the bot token).
     world.health.healthy = False
-    assert main_a(health) == 1
+    assert main_a(health, world.env) == 1
     world.health.healthy = True
-    world.monkeypatch.setenv("TELEGRAM_API_BASE", closed_port_url())
-    world.monkeypatch.setenv("CLOUDFLARE_API_TOKEN", world.secrets.add("wrong Cloudflare token", sentinel("CFWRONG")))
-    assert main_a(health) == 1
-    world.monkeypatch.setenv("OI_NOW", "2026-11-23T15:40:00+05:30")
-    assert main_cname([]) == 1
+    world.env["TELEGRAM_API_BASE"] = closed_port_url()
+    world.env["CLOUDFLARE_API_TOKEN"] = world.secrets.add("wrong Cloudflare token", sentinel("CFWRONG"))
+    assert main_a(health, world.env) == 1
+    world.env["OI_NOW"] = "2026-11-23T15:40:00+05:30"
+    assert main_cname([], world.env) == 1
     world.tg.fail = True
-    world.monkeypatch.setenv("TELEGRAM_API_BASE", world.tg.url)
-    assert main_cname(["--force"]) == 1
+    world.env["TELEGRAM_API_BASE"] = world.tg.url
+    assert main_cname(["--force"], world.env) == 1
 
     # The Cloudflare rule carrying both the Referer and the origin secret: dry run, for real, and refused.
-    world.monkeypatch.setenv("CLOUDFLARE_API_TOKEN", world.cf.token)
-    assert lifecycle_main(["transform-rule", "--dry-run"]) == 0
-    assert lifecycle_main(["transform-rule"]) == 0
-    world.monkeypatch.setenv("CLOUDFLARE_API_TOKEN", world.secrets.values["wrong Cloudflare token"])
-    assert lifecycle_main(["transform-rule"]) == 1
+    world.env["CLOUDFLARE_API_TOKEN"] = world.cf.token
+    assert oi_main(["setup", "cloudflare", "--dry-run"], world.env) == 0
+    assert oi_main(["setup", "cloudflare"], world.env) == 0
+    world.env["CLOUDFLARE_API_TOKEN"] = world.secrets.values["wrong Cloudflare token"]
+    assert oi_main(["setup", "cloudflare"], world.env) == 1
 
     world.assert_clean()
     assert world.tg.texts, "no Telegram message was sent: the alert paths did not run"

@@ -9,10 +9,11 @@ import mongomock
 import pytest
 
 from oi import security
+from oi.cli import main as oi_main
 from oi.config import ConfigError, from_env
 from oi.dns import wait_healthy
-from oi.lifecycle import RULE_REF, TRANSFORM_PHASE, main
 from oi.refresher import PACE_SLACK_SECONDS
+from oi.setup.rules import RULE_REF, TRANSFORM_PHASE
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve
@@ -211,29 +212,34 @@ def test_origin_secret_is_a_redacted_secret():
 
 # ------------------------------------------------------------------------------------- Cloudflare transform rule
 
-RULE_VARS = (
-    "CLOUDFLARE_API_BASE CLOUDFLARE_API_TOKEN CLOUDFLARE_ZONE_ID CLOUDFLARE_PROXIED DOMAIN_NAME S3_REFERER_SECRET "
-    "ORIGIN_SECRET DHAN_CLIENT_ID DHAN_ACCESS_TOKEN OI_SOURCE OI_SYMBOLS OI_NOW AWS_ACCESS_KEY AWS_SECRET_KEY"
-).split()
 DOMAIN = "oi.example.com"
 REFERER = "referer-secret-7f3a9c"
 
 
 @pytest.fixture
-def cf(monkeypatch):
-    for name in RULE_VARS:
-        monkeypatch.delenv(name, raising=False)
+def rule_env() -> dict[str, str]:
+    """The rule command's whole environment."""
+    return {}
+
+
+@pytest.fixture
+def cf(rule_env):
     with FakeCloudflare() as fake:
-        for name, value in {
-            "CLOUDFLARE_API_BASE": fake.base_url,
-            "CLOUDFLARE_API_TOKEN": fake.token,
-            "CLOUDFLARE_ZONE_ID": fake.zone_id,
-            "DOMAIN_NAME": DOMAIN,
-            "S3_REFERER_SECRET": REFERER,
-            "ORIGIN_SECRET": SECRET,
-        }.items():
-            monkeypatch.setenv(name, value)
+        rule_env.update(
+            CLOUDFLARE_API_BASE=fake.base_url,
+            CLOUDFLARE_API_TOKEN=fake.token,
+            CLOUDFLARE_ZONE_ID=fake.zone_id,
+            DOMAIN_NAME=DOMAIN,
+            S3_REFERER_SECRET=REFERER,
+            ORIGIN_SECRET=SECRET,
+        )
         yield fake
+
+
+@pytest.fixture
+def main(rule_env):
+    """``python -m oi setup cloudflare`` (what was ``python -m oi.lifecycle transform-rule``) in `rule_env`."""
+    return lambda argv: oi_main(["setup", "cloudflare", *argv[1:]], rule_env)
 
 
 def our_rule(cf) -> dict:
@@ -242,7 +248,7 @@ def our_rule(cf) -> dict:
     return rules[0]
 
 
-def test_transform_rule_sets_both_headers_and_is_idempotent(cf, monkeypatch, capsys, caplog):
+def test_transform_rule_sets_both_headers_and_is_idempotent(cf, rule_env, main, capsys, caplog):
     with caplog.at_level(logging.DEBUG):
         assert main(["transform-rule"]) == 0
         rule = our_rule(cf)
@@ -256,7 +262,7 @@ def test_transform_rule_sets_both_headers_and_is_idempotent(cf, monkeypatch, cap
         assert cf.writes == writes  # unchanged: no PUT
 
         rotated = "rotated-origin-secret-42"
-        monkeypatch.setenv("ORIGIN_SECRET", rotated)
+        rule_env["ORIGIN_SECRET"] = rotated
         assert main(["transform-rule"]) == 0
         updated = our_rule(cf)
         assert updated["id"] == rule["id"]  # the same rule, updated in place
@@ -268,7 +274,7 @@ def test_transform_rule_sets_both_headers_and_is_idempotent(cf, monkeypatch, cap
         assert secret not in out.out + out.err + caplog.text
 
 
-def test_rule_header_is_what_the_lock_checks(cf, dhan_env, store, timer):
+def test_rule_header_is_what_the_lock_checks(cf, main, dhan_env, store, timer):
     assert main(["transform-rule"]) == 0
     headers = {name: h["value"] for name, h in our_rule(cf)["action_parameters"]["headers"].items()}
     app = create_app(make_config(**dhan_env, ORIGIN_SECRET=SECRET), store=store, timer=timer)
@@ -278,30 +284,30 @@ def test_rule_header_is_what_the_lock_checks(cf, dhan_env, store, timer):
     assert app.test_client().get("/api/symbols", environ_base=REMOTE).status_code == 403
 
 
-def test_adding_the_origin_secret_updates_an_existing_referer_only_rule(cf, monkeypatch):
-    monkeypatch.delenv("ORIGIN_SECRET")
+def test_adding_the_origin_secret_updates_an_existing_referer_only_rule(cf, rule_env, main):
+    del rule_env["ORIGIN_SECRET"]
     assert main(["transform-rule"]) == 0
     before = our_rule(cf)
     assert list(before["action_parameters"]["headers"]) == ["Referer"]
     assert "X-Origin-Secret" not in before["description"]
 
-    monkeypatch.setenv("ORIGIN_SECRET", SECRET)
+    rule_env["ORIGIN_SECRET"] = SECRET
     assert main(["transform-rule"]) == 0
     after = our_rule(cf)
     assert after["id"] == before["id"]
     assert set(after["action_parameters"]["headers"]) == {"Referer", "X-Origin-Secret"}
 
 
-def test_origin_secret_alone_is_enough_and_neither_is_a_usage_error(cf, monkeypatch, capsys):
-    monkeypatch.delenv("S3_REFERER_SECRET")
+def test_origin_secret_alone_is_enough_and_neither_is_a_usage_error(cf, rule_env, main, capsys):
+    del rule_env["S3_REFERER_SECRET"]
     assert main(["transform-rule"]) == 0
     assert list(our_rule(cf)["action_parameters"]["headers"]) == ["X-Origin-Secret"]
-    monkeypatch.delenv("ORIGIN_SECRET")
+    del rule_env["ORIGIN_SECRET"]
     assert main(["transform-rule"]) == 2
     assert "S3_REFERER_SECRET" in capsys.readouterr().err
 
 
-def test_dry_run_masks_both_secrets(cf, capsys):
+def test_dry_run_masks_both_secrets(cf, main, capsys):
     assert main(["transform-rule", "--dry-run"]) == 0
     out = capsys.readouterr().out
     printed = json.loads(out[: out.rindex("}") + 1])

@@ -21,24 +21,15 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oi.__main__ import main as cli
+from oi.cli import main as cli
 from oi.config import DEFAULT_UNDERLYINGS, ConfigError
+from oi.dhan_token import SavedToken, choose_token, fingerprint, read_token_file, token_expiry, write_token_file
 from oi.logs import RedactSecrets
 from oi.market.dhan import AUTH, DhanError, DhanSource
+from oi.market.dhan_account import DhanAccount, extract_token
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.store import open_store
-from oi.tokens import (
-    DhanAccount,
-    SavedToken,
-    choose_token,
-    claim,
-    extract_token,
-    fingerprint,
-    finish,
-    read_token_file,
-    token_expiry,
-    write_token_file,
-)
+from oi.tokens import claim, finish
 from oi.web import create_app
 from tests.conftest import MONDAY_1100, make_config
 from tests.fakes import closed_port_url

@@ -6,8 +6,8 @@ import boto3
 import mongomock
 import pytest
 
+from oi.cli import upload_main
 from oi.store import Store
-from oi.upload import run
 from tests.fakes.dhan import CLIENT_ID, TOKEN
 from tests.fakes.moto import aws_env, moto_server
 from tests.session import record_session
@@ -20,16 +20,25 @@ def moto_url():
 
 
 @pytest.fixture
-def s3(monkeypatch, moto_url, request):
-    aws_env(monkeypatch, moto_url)
+def env() -> dict[str, str]:
+    """The command's whole environment (nothing from the developer's shell)."""
+    return {"OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo"}
+
+
+@pytest.fixture
+def s3(monkeypatch, moto_url, request, env):
+    aws_env(monkeypatch, moto_url)  # where boto3 finds moto
     bucket = f"{request.node.name.replace('_', '-')[:40]}.example.com".lower()
-    for name, value in {"S3_BUCKET_NAME": bucket, "OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "MONGO_URI", "OI_NOW", "ARCHIVE_BUCKET"):
-        monkeypatch.delenv(name, raising=False)
+    env["S3_BUCKET_NAME"] = bucket
     client = boto3.client("s3", region_name="ap-south-1")
     client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
     return client, bucket
+
+
+@pytest.fixture
+def run(env):
+    """upload.py with `env` as its environment."""
+    return lambda argv, **services: upload_main(argv, env, **services)
 
 
 def objects(client, bucket) -> dict[str, str]:
@@ -37,7 +46,7 @@ def objects(client, bucket) -> dict[str, str]:
     return {o["Key"]: o["ETag"] + str(o["LastModified"]) for o in listed}
 
 
-def test_publish_then_noop_republish(s3, store, capsys):
+def test_publish_then_noop_republish(s3, store, capsys, run):
     client, bucket = s3
     record_session(store)
     assert run([], store=store) == 0
@@ -52,7 +61,7 @@ def test_publish_then_noop_republish(s3, store, capsys):
     assert objects(client, bucket) == first  # nothing rewritten
 
 
-def test_refused_publish_over_an_empty_store_leaves_the_bucket(s3, store, capsys):
+def test_refused_publish_over_an_empty_store_leaves_the_bucket(s3, store, capsys, run):
     client, bucket = s3
     record_session(store)
     assert run([], store=store) == 0
@@ -63,7 +72,7 @@ def test_refused_publish_over_an_empty_store_leaves_the_bucket(s3, store, capsys
     assert objects(client, bucket) == before
 
 
-def test_guard_names_the_symbol_and_why(s3, store, capsys):
+def test_guard_names_the_symbol_and_why(s3, store, capsys, run):
     client, bucket = s3
     record_session(store, symbols=("NIFTY",), end=time(14, 55))
     assert run([], store=store) == 1
@@ -73,18 +82,18 @@ def test_guard_names_the_symbol_and_why(s3, store, capsys):
     assert objects(client, bucket) == {}
 
 
-def test_allow_stale_publishes_late_data_but_never_missing_symbols(s3, store, monkeypatch):
+def test_allow_stale_publishes_late_data_but_never_missing_symbols(s3, store, env, run):
     client, bucket = s3
     record_session(store, end=time(14, 55))
     assert run([], store=store) == 1
     assert objects(client, bucket) == {}
     assert run(["--allow-stale"], store=store) == 0
     assert "index.html" in objects(client, bucket)
-    monkeypatch.setenv("OI_SYMBOLS", "NIFTY,BANKNIFTY,FINNIFTY")
+    env["OI_SYMBOLS"] = "NIFTY,BANKNIFTY,FINNIFTY"
     assert run(["--allow-stale"], store=store) == 1
 
 
-def test_dry_run_writes_nothing(s3, store, capsys):
+def test_dry_run_writes_nothing(s3, store, capsys, run):
     client, bucket = s3
     record_session(store)
     assert run(["--dry-run"], store=store) == 0
@@ -93,30 +102,25 @@ def test_dry_run_writes_nothing(s3, store, capsys):
     assert objects(client, bucket) == {}
 
 
-def test_live_source_must_have_the_last_session(s3, store, monkeypatch, capsys):
+def test_live_source_must_have_the_last_session(s3, store, env, run, capsys):
     client, bucket = s3
     record_session(store)
-    monkeypatch.setenv("DHAN_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("DHAN_ACCESS_TOKEN", TOKEN)
-    monkeypatch.setenv("OI_SOURCE", "dhan")
-    monkeypatch.setenv("OI_NOW", "2026-11-25T16:00:00+05:30")  # Wednesday's session exists, the store stops Monday
+    env.update(DHAN_CLIENT_ID=CLIENT_ID, DHAN_ACCESS_TOKEN=TOKEN, OI_SOURCE="dhan")
+    env["OI_NOW"] = "2026-11-25T16:00:00+05:30"  # Wednesday's session exists, the store stops Monday
     assert run([], store=store) == 1
     assert "the last session was 2026-11-25" in capsys.readouterr().err
     assert objects(client, bucket) == {}
-    monkeypatch.setenv("OI_NOW", "2026-11-24T16:00:00+05:30")  # the 24th is a holiday: Monday is the last session
+    env["OI_NOW"] = "2026-11-24T16:00:00+05:30"  # the 24th is a holiday: Monday is the last session
     assert run([], store=store) == 0
 
 
-def test_out_renders_without_aws(store, tmp_path, monkeypatch):
-    monkeypatch.delenv("S3_BUCKET_NAME", raising=False)
+def test_out_renders_without_aws(store, tmp_path, monkeypatch, run):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any AWS call would fail loudly
-    monkeypatch.setenv("OI_SYMBOLS", "NIFTY,BANKNIFTY")
     record_session(store)
     assert run(["--out", str(tmp_path / "site")], store=store) == 0
     assert (tmp_path / "site" / "index.html").exists()
 
 
-def test_missing_bucket_is_a_usage_error(store, monkeypatch, capsys):
-    monkeypatch.delenv("S3_BUCKET_NAME", raising=False)
+def test_missing_bucket_is_a_usage_error(store, capsys, run):
     assert run([], store=store) == 2
     assert "S3_BUCKET_NAME" in capsys.readouterr().err

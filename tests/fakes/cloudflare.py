@@ -1,4 +1,4 @@
-"""Fake Cloudflare API v4: DNS records and phase entry-point rulesets of one zone.
+"""Fake Cloudflare API v4: DNS records and phase entry-point rulesets of one zone, and the token check.
 
 Mimics what the flip depends on: the envelope ({success, errors, messages, result, result_info}), Bearer token
 checks (403, code 9109), unknown zones (404, code 7003), the rule that a CNAME cannot share its name with another
@@ -38,6 +38,7 @@ class FakeCloudflare(FakeServer):
         self.log: list[tuple[str, str]] = []
         self.fail_next: list[int] = []  # HTTP statuses to answer the next requests with (e.g. [429, 503])
         self.lock = threading.Lock()
+        self.created = 0  # created_on counter: records made later are newer, as on Cloudflare
 
     @property
     def base_url(self) -> str:
@@ -45,7 +46,9 @@ class FakeCloudflare(FakeServer):
 
     # Test helpers (no write counting) -------------------------------------------------------------------
     def add(self, rtype: str, name: str, content: str, proxied: bool = False, **extra) -> dict:
+        self.created += 1
         record = {
+            "created_on": f"2026-01-01T00:00:{self.created // 1000:02d}.{self.created % 1000:03d}Z",
             "id": uuid.uuid4().hex,
             "zone_id": self.zone_id,
             "name": name,
@@ -70,6 +73,9 @@ class FakeCloudflare(FakeServer):
                 return status, {"Retry-After": "0"}, envelope(errors=[{"code": 971, "message": "Please wait"}])
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 return error(403, 9109, "Invalid access token")
+            if request.path == "/client/v4/user/tokens/verify":
+                status = {"id": "tok0123", "status": "active"}
+                return 200, {}, envelope({**status, "messages": [{"message": "This API Token is valid and active"}]})
             m = re.fullmatch(r"/client/v4/zones/([^/]+)/(.*)", request.path)
             if not m:
                 return error(404, 7000, "No route for that URI")
@@ -130,7 +136,7 @@ class FakeCloudflare(FakeServer):
             new = {**record, **body} if request.method == "PATCH" else {**body}
             if request.method == "PUT" and not all(new.get(k) for k in ("type", "name", "content")):
                 return error(400, 9000, "DNS name, type and content are required for PUT")
-            new.update(id=record_id, zone_id=self.zone_id, name=new["name"].lower())
+            new.update(id=record_id, zone_id=self.zone_id, name=new["name"].lower(), created_on=record["created_on"])
             new.setdefault("proxied", False)
             new.setdefault("ttl", 1)
             problem = self._invalid(new, record_id)

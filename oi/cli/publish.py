@@ -1,0 +1,145 @@
+"""``render`` and ``publish`` (``upload.py``): the session in the store as a static site, locally or on S3, guarded.
+
+Exit codes: 0 published/rendered (or nothing to do), 1 refused or failed (one line saying why), 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import click
+
+from oi import snapshot
+from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
+from oi.market.calendar import calendar_from_config, clock_from_config
+from oi.store import open_store
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Render the latest session in the store (or --date) into a self-contained static dashboard, and publish it to
+S3_BUCKET_NAME in AWS_REGION: content-hashed assets first, index.html last, stale objects removed afterwards, the
+day's archive under archive/YYYY-MM-DD/. Refuses to publish when a configured symbol has no data for the session
+or its newest data is older than the close by more than OI_SNAPSHOT_MAX_LAG_MINUTES (default 30).
+Credentials: boto3's default chain (the instance role on EC2), or AWS_ACCESS_KEY / AWS_SECRET_KEY."""
+
+date_option = click.option(
+    "--date",
+    "day",
+    type=date.fromisoformat,
+    metavar="YYYY-MM-DD",
+    help="session to publish (YYYY-MM-DD); default: the latest",
+)
+allow_stale_option = click.option(
+    "--allow-stale", is_flag=True, help="publish even if data ends early before the close"
+)
+
+
+def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool, allow_stale: bool) -> int:
+    config = svc.config
+    publishing = out is None
+    if publishing and not config.s3_bucket:
+        raise Failure("S3_BUCKET_NAME is not set (use --out DIR to render locally)", USAGE)
+    store = svc.store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
+    days = store.history_days()
+    explicit = day is not None
+    day = day or (days[-1] if days else None)
+    if day is None:
+        raise Failure("refusing: the store holds no session data at all")
+    datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
+    missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
+    if config.source != "demo" and not explicit:
+        # A failed day must not pass for a good one: the store's newest session has to be the last real session.
+        expected = calendar_from_config(config).last_session_day(clock_from_config(config)())
+        if day < expected:
+            late.insert(0, f"the newest data is from {day}, but the last session was {expected}")
+    blocking = missing + ([] if allow_stale else late)
+    if publishing and blocking:
+        raise Failure(f"refusing to publish: {'; '.join(blocking)}")
+    if not datasets:
+        raise Failure(f"nothing to render: no data for the session of {day}")
+    for problem in missing + late:
+        log.warning("%s", problem)
+
+    archive_separate = bool(config.archive_bucket) and config.archive_bucket != config.s3_bucket
+    archive_base = (
+        f"https://{config.archive_bucket}.s3.{config.aws_region}.amazonaws.com/archive"
+        if archive_separate
+        else "archive"
+    )
+    if not publishing:
+        manifest = snapshot.render_site(
+            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+        )
+        click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
+        return OK
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from oi import s3
+
+    with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
+        site = Path(tmp) / "site"
+        snapshot.render_site(
+            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+        )
+        try:
+            client = svc.s3 or s3.make_client(config)
+        except ValueError as exc:  # half-set AWS keys
+            raise Failure(f"configuration error: {exc}", USAGE) from None
+        try:
+            if archive_separate:
+                archive_dir = site / "archive"
+                files = {p.relative_to(site).as_posix(): p for p in archive_dir.rglob("*") if p.is_file()}
+                if not dry_run:
+                    s3.upload_archive(client, config.archive_bucket, files)
+                shutil.rmtree(archive_dir)  # published separately: keep it out of the site bucket
+            plan = s3.publish(client, config.s3_bucket, site, day.isoformat(), dry_run=dry_run)
+        except s3.PublishError as exc:
+            state = "the new page is live but" if exc.index_published else "the previous page is untouched;"
+            raise Failure(f"publish failed ({state} re-run to finish): {exc}") from None
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise Failure(f"publish failed, the previous page is untouched: {exc}") from None
+    if dry_run:
+        for key in plan.upload:
+            click.echo(f"would upload {key}")
+        for key in plan.delete:
+            click.echo(f"would delete {key}")
+    click.echo(plan.summary())
+    log.info("session %s %s s3://%s", day, "checked against" if dry_run else "published to", config.s3_bucket)
+    return OK
+
+
+@click.command("upload", help=DESCRIPTION, short_help="render and publish the session to S3 (upload.py)")
+@date_option
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="render into DIR only: no AWS calls (the guard only warns)"
+)
+@click.option("--dry-run", is_flag=True, help="render and print what would be uploaded or deleted")
+@allow_stale_option
+def upload(day: date | None, out: Path | None, dry_run: bool, allow_stale: bool) -> int:
+    return run_upload(services(), day, out, dry_run, allow_stale)
+
+
+@click.command("publish", help=DESCRIPTION, short_help="render the session and publish it to S3, guarded")
+@date_option
+@dry_run_option
+@allow_stale_option
+def publish(day: date | None, dry_run: bool, allow_stale: bool) -> int:
+    return run_upload(services(), day, None, dry_run, allow_stale)
+
+
+@click.command(
+    "render",
+    help="Render the latest session in the store (or --date) into DIR: no AWS calls.",
+    short_help="render the session into a static site in DIR",
+)
+@date_option
+@click.option("--out", type=click.Path(path_type=Path), required=True, metavar="DIR", help="directory to render into")
+def render(day: date | None, out: Path) -> int:
+    return run_upload(services(), day, out, False, True)
