@@ -6,17 +6,15 @@ the token watch); the store's lease makes exactly one of them talk to Dhan.
 
 import sys
 
-from dotenv import load_dotenv
-
-from oi.config import ConfigError, from_env
+from oi.config import ConfigError, from_env, process_env
 from oi.logs import setup_logging
 from oi.web import create_app
 
-load_dotenv()
 try:
-    config = from_env()
+    config = from_env(process_env())  # the environment over .env, without changing os.environ
 except ConfigError as exc:
-    sys.exit(f"configuration error: {exc}")
+    print(f"configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)
 setup_logging(config)
 app = create_app(config)
 if config.start_refresher:

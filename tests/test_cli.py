@@ -121,3 +121,10 @@ def test_serve_builds_the_app_from_the_environment_and_runs_it(tmp_path, monkeyp
     (call,) = calls
     assert (call["host"], call["port"], call["use_reloader"]) == ("127.0.0.2", 5123, False)
     assert call["app"].extensions["oi"].config.symbols == ("NIFTY",)  # built from `env`, not os.environ
+
+
+def test_the_wsgi_module_refuses_a_bad_setting_with_one_line_and_exit_2(tmp_path):
+    done = run_script("-c", "import app", env={"DHAN_MIN_INTERVAL_SECONDS": "inf"}, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DHAN_MIN_INTERVAL_SECONDS" in lines[0] and lines[0].startswith("configuration error")

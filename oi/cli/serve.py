@@ -19,9 +19,8 @@ def serve(host: str | None, port: int | None) -> int:
 
     config = services().config
     app = create_app(config)
-    runtime = app.extensions.get("oi")
-    if callable(getattr(runtime, "start", None)):
-        runtime.start()  # the background work starts explicitly, here, once
+    if config.start_refresher:
+        app.extensions["oi"].start()  # the background work starts explicitly, here, once
     # No reloader: it would start a second refresher. Threaded, so the page stays responsive during a fetch.
     app.run(host=host or config.host, port=port or config.port, debug=False, use_reloader=False, threaded=True)
     return 0
