@@ -1,6 +1,7 @@
 """One contract suite, run against every MongoDB backend available here.
 
-Real MongoDB is not installable on these machines; set OI_TEST_MONGO_URI to run the suite against one.
+"mongodb" is a real MongoDB wire server: SecantusDB started by the session's `mongo_uri` fixture, or the server at
+OI_TEST_MONGO_URI.
 """
 
 from datetime import date, datetime, timedelta
@@ -21,8 +22,8 @@ def _mongomock_ng():
     return Store(mongomock_ng.MongoClient()["oi"], "mongomock-ng")
 
 
-def _real_mongo():
-    return real_mongo_store("oi_contract_test")
+def _real_mongo(uri: str):
+    return real_mongo_store("oi_contract_test", uri)
 
 
 @pytest.fixture(params=["mongomock", "mongomock-ng", "embedded", "mongodb"])
@@ -33,7 +34,7 @@ def backend(request, tmp_path):
         return _mongomock_ng()
     if request.param == "embedded":
         return open_store("", "oi", tmp_path)
-    return _real_mongo()
+    return _real_mongo(request.getfixturevalue("mongo_uri"))
 
 
 def chain(symbol="NIFTY", expiry="2026-11-24", at=T0, oi=100, spot=23850.0):
