@@ -83,9 +83,10 @@ class Store:
         self.db = db
         self.backend = backend
         self._lock_path = lock_path
-        # montydb's shared SQLite connection is not thread-safe; pymongo is, and the lock costs nothing noticeable
-        # because requests are served from memory, not from the store.
-        self._thread_lock = threading.RLock()
+        # montydb's shared SQLite connection (and mongomock) are not thread-safe. pymongo is, and its operations are
+        # atomic on the server, so on MongoDB nothing waits on a lock: with the server gone each call blocks for the
+        # server-selection timeout, and a shared lock would queue every other thread behind it (red team, #14).
+        self._thread_lock: Any = contextlib.nullcontext() if backend == "mongodb" else threading.RLock()
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -256,6 +257,18 @@ class Store:
         with self._atomic():
             self.db.meta.update_one({"_id": f"pace:{name}", "next_at": {"$lt": until}}, {"$set": {"next_at": until}})
 
+    def pace(self, name: str) -> dict:
+        """The adaptive pace state stored beside the slot (oi/pace.py); empty until the first change."""
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": f"pace:{name}"}) or {}
+        return {k: doc[k] for k in ("pace", "floor", "floor_until") if k in doc}
+
+    def set_pace(self, name: str, state: dict) -> None:
+        # No upsert: a document without next_at would never match claim_slot's condition. The slot's document
+        # exists by then (a pace changes only after a claimed call).
+        with self._atomic():
+            self.db.meta.update_one({"_id": f"pace:{name}"}, {"$set": state})
+
     # --- refresher status shared with every worker --------------------------------------------------------------
     def set_status(self, status: dict) -> None:
         with self._atomic():
@@ -269,12 +282,13 @@ class Store:
         return doc
 
     def ping(self) -> bool:
+        # No traceback: an outage would log one per call; oi/store_monitor.py says once that the store is down.
         try:
             with self._thread_lock:
                 self.db.meta.find_one({"_id": "version"})
             return True
         except Exception:
-            log.warning("store ping failed", exc_info=True)
+            log.debug("store ping failed", exc_info=True)  # the traceback only at DEBUG
             return False
 
 
@@ -287,8 +301,9 @@ def open_store(mongo_uri: str, mongo_db: str, data_dir: Path) -> Store:
     if mongo_uri:
         import pymongo
 
+        # Short waits: with the server gone, each call gives up in 2 s instead of pymongo's 30 s (or our old 5 s).
         client = pymongo.MongoClient(
-            mongo_uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=10000
+            mongo_uri, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=10000
         )
         return Store(client[mongo_db], "mongodb")
     from montydb import MontyClient, set_storage

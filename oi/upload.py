@@ -16,7 +16,8 @@ from pathlib import Path
 from oi import config as config_mod
 from oi import snapshot
 from oi.market.calendar import calendar_from_config, clock_from_config
-from oi.store import open_store
+from oi.store import STORE_ERRORS, open_store
+from oi.store_monitor import describe_store
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,19 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
     if publishing and not config.s3_bucket:
         print("upload.py: S3_BUCKET_NAME is not set (use --out DIR to render locally)", file=sys.stderr)
         return 2
-    store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
-    days = store.history_days()
-    day = args.date or (days[-1] if days else None)
-    if day is None:
-        print("upload.py: refusing: the store holds no session data at all", file=sys.stderr)
+    try:
+        store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
+        days = store.history_days()
+        day = args.date or (days[-1] if days else None)
+        if day is None:
+            print("upload.py: refusing: the store holds no session data at all", file=sys.stderr)
+            return 1
+        datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
+    except STORE_ERRORS as exc:
+        print(
+            f"upload.py: store unreachable: {describe_store(config.mongo_uri)} ({type(exc).__name__})", file=sys.stderr
+        )
         return 1
-    datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
     missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
     if config.source != "demo" and args.date is None:
         # A failed day must not pass for a good one: the store's newest session has to be the last real session.

@@ -19,9 +19,11 @@ from werkzeug.exceptions import HTTPException
 from oi import config as config_mod
 from oi.analytics import COMBINED, INTERVALS
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
+from oi.pace import pace_seconds, round_seconds
 from oi.refresher import Refresher
 from oi.security import register_security
 from oi.store import Store, open_store
+from oi.store_monitor import StoreMonitor, describe_store
 from oi.tokens import TokenWatch
 from oi.views import ViewCache, dumps
 
@@ -45,6 +47,7 @@ class Runtime:
     closed: bool = False
     token_watch: TokenWatch | None = None  # the Dhan source only (oi/tokens.py)
     store_down: bool = False  # set by tick(): this process could not reach the store on its last try
+    store_monitor: StoreMonitor | None = None  # /healthz reads its cached state, never the store (oi/store_monitor.py)
 
     @property
     def demo(self) -> bool:
@@ -76,7 +79,14 @@ class Runtime:
         self.closed = True
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
+        if self.store_monitor is not None:
+            self.store_monitor.stop()
         self.refresher.stop()
+
+    def round_seconds(self) -> float:
+        """One round over every (symbol, expiry) at the adaptive pace in force (oi/pace.py)."""
+        targets = len(self.config.symbols) * self.config.expiries_per_symbol
+        return round_seconds(self.views.status, self.config.dhan_min_interval_seconds, targets)
 
     def freshness(self, now: datetime) -> tuple[bool, str | None]:
         """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
@@ -88,7 +98,7 @@ class Runtime:
             return True, "Dhan rejected the access token; data stopped updating"
         if not self.market_open(now):
             return False, None
-        limit = 3 * max(self.config.refresh_period_seconds, self.config.dhan_min_interval_seconds)
+        limit = 3 * self.round_seconds()
         oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
         if oldest is None:
             return True, "no data yet"
@@ -148,7 +158,7 @@ def index() -> str:
         "symbols": list(rt.config.symbols),
         "strikes": rt.config.strikes_around_atm,
         "source": rt.source.name,
-        "refresh_ms": int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
+        "refresh_ms": int(max(2.0, min(rt.round_seconds(), 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
     return render_template("index.html", page_config=page_config, source=rt.source.name)
@@ -238,7 +248,7 @@ def api_history() -> Response:
 def healthz() -> Response:
     rt = _rt()
     now = rt.clock()
-    store_ok = rt.store.ping()
+    store_ok = rt.store_monitor.state().ok is not False if rt.store_monitor else rt.store.ping()
     views = [rt.views.get(s, None) for s in rt.config.symbols]
     newest = max((v.chain.as_of for v in views if v), default=None)
     oldest = min((v.chain.as_of for v in views if v), default=None)
@@ -262,6 +272,7 @@ def healthz() -> Response:
         "last_refresh": newest.isoformat() if newest else None,
         "data_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
         "store": "ok" if store_ok else "down",
+        "pace_seconds": round(pace_seconds(rt.views.status, rt.config.dhan_min_interval_seconds), 3),
     }
     if watch is not None and watch.expires_at is not None:
         body["token"] = watch.state(now).as_dict()  # when it expires, never the token
@@ -317,6 +328,7 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
         **extra,
     )
     rt = Runtime(config, store, source, calendar, clock, views, refresher)
+    rt.store_monitor = StoreMonitor(store.ping, describe_store(config.mongo_uri))
     if config.source == "dhan" and hasattr(source, "set_token"):
         rt.token_watch = TokenWatch(
             config,
@@ -373,6 +385,7 @@ def register_scheduler(rt: Runtime) -> None:
         )
     scheduler.start()
     rt.scheduler = scheduler
+    rt.store_monitor.start()
     atexit.register(rt.close)
 
 

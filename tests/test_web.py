@@ -98,6 +98,7 @@ def test_healthz(client, rt, timer):
         "last_refresh": "2026-11-23T11:00:00+05:30",
         "data_age_seconds": 0.0,
         "store": "ok",
+        "pace_seconds": 3.0,  # issue #14: the adaptive pace in force
     }
 
 
