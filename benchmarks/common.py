@@ -119,6 +119,8 @@ def gunicorn_argv(port: int, workers: int | None = None, threads: int | None = N
     for name, value in options:
         merged[ALIASES.get(name, name)] = value
     merged["--bind"] = f"127.0.0.1:{port}"
+    if "--config" in merged:  # the unit's absolute /opt/oi path: this checkout's file
+        merged["--config"] = str(ROOT / Path(merged["--config"]).name)
     if workers is not None:
         merged["--workers"] = str(workers)
     if threads is not None:
