@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,6 +222,8 @@ def api_oi() -> Response:
     if view is None:
         if at is not None and rt.views.get(symbol, expiry) is not None:
             raise ApiError(f"no data for {symbol} at or before that time in the session", 404)
+        if rt.views.get(symbol, None) is None:
+            return _warming_up(rt, symbol)
         if expiry is not None:
             raise ApiError(f"no data for {symbol} expiry {expiry}", 404)
         raise ApiError(f"no data for {symbol} yet", 404)
@@ -231,6 +234,13 @@ def api_oi() -> Response:
         head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
     return _json(dumps(head)[:-1] + b"," + view.body(around, interval)[1:])
+
+
+def _warming_up(rt: Runtime, symbol: str) -> Response:
+    """A configured symbol with no data yet (start-up, a new store): 503 + Retry-After, a state, not an error."""
+    resp = _json(dumps({"error": f"warming up: no data for {symbol} yet", "warming_up": True}), 503)
+    resp.headers["Retry-After"] = str(max(1, math.ceil(rt.round_seconds())))
+    return resp
 
 
 @bp.get("/api/history")

@@ -151,7 +151,7 @@ def test_follower_process_picks_up_new_data_via_version(dhan_env, store, timer):
     follower_app = create_app(make_config(**dhan_env), store=store, timer=timer)
     follower = follower_app.extensions["oi"]
     fill(leader, timer, 2)
-    assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 404
+    assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 503  # #14: was 404; warming up
     follower.tick()  # not the lease holder: makes no upstream call, only notices the new version
     assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 200
 
@@ -173,3 +173,15 @@ def test_demo_source_by_default(tmp_path, timer):
     d = app.test_client().get("/api/oi?symbol=BANKNIFTY").get_json()
     assert d["source"] == "demo" and d["market_open"] is True and len(d["strikes"]) == 21
     assert d["atm"] == min((s["strike"] for s in d["strikes"]), key=lambda k: (abs(k - d["spot"]), k))
+
+
+def test_no_data_yet_is_503_warming_up_with_retry_after(client, rt, timer):
+    # Issue #14 item 5: a configured symbol with no data yet is a start-up state, not a client error.
+    for query in ("symbol=NIFTY", "symbol=NIFTY&expiry=2026-11-24", "symbol=NIFTY&interval=5"):
+        r = client.get("/api/oi?" + query)
+        assert r.status_code == 503, query
+        assert r.headers["Retry-After"] == "3"  # one round at the pace: 1 symbol × 3 s
+        assert r.get_json() == {"error": "warming up: no data for NIFTY yet", "warming_up": True}
+    fill(rt, timer, 2)
+    assert client.get("/api/oi?symbol=NIFTY").status_code == 200
+    assert client.get("/api/oi?symbol=NIFTY&expiry=2030-01-01").status_code == 404  # data, not that expiry
