@@ -6,6 +6,7 @@ embedded on-disk default (montydb on SQLite), and the contract tests run it agai
 * ``find_one``/``find`` by ``_id`` or equality, ``$lt``/``$lte``/``$gte``, ``$or``; ``sort`` + ``limit``;
 * ``insert_one`` (DuplicateKeyError on a taken ``_id``), ``replace_one(upsert=True)`` with ``_id`` repeated in the
   replacement (montydb otherwise invents a new id), ``update_one`` with ``$set``/``$inc``;
+* ``delete_one`` by ``_id``; ``find`` with an ``{"_id": 1}`` projection;
 * ``list_collection_names``/``drop_collection``. No indexes, TTL, ``aggregate`` or ``bulk_write`` — except one TTL
   index per history collection on real MongoDB (:meth:`Store.ensure_ttl`), a server-side backstop to the prune.
 
@@ -164,12 +165,18 @@ class Store:
         return float(docs[0]["spot"]) if docs and docs[0]["spot"] > 0 else None
 
     def prune(self, today: date, keep_days: int) -> list[date]:
-        """Drop history days older than `keep_days`; returns the dropped days."""
+        """Drop history days older than `keep_days`, and the `latest` documents of expiries that expired before the
+        same cutoff (each is ~12 KB and every view reload reads them all); returns the dropped days."""
         cutoff = today - timedelta(days=keep_days)
         dropped = [d for d in self.history_days() if d < cutoff]
         with self._atomic():
             for day in dropped:
                 self.db.drop_collection(history_collection(day))
+            expired = [d["_id"] for d in self.db.latest.find({"expiry": {"$lt": cutoff.isoformat()}}, {"_id": 1})]
+            for key in expired:
+                self.db.latest.delete_one({"_id": key})
+            if expired:
+                self._bump_version()
         return dropped
 
     def ensure_ttl(self, keep_days: int) -> list[str]:

@@ -124,3 +124,16 @@ def test_prune_drops_whole_days(backend):
 
 def test_ping(backend):
     assert backend.ping()
+
+
+def test_prune_drops_latest_of_long_expired_expiries(backend):
+    # red team #14 finding 8: a `latest` document per expired expiry stayed forever, read on every view reload
+    for expiry in ("2026-09-01", "2026-10-20", "2026-10-27", "2026-11-24"):
+        backend.save_chain(chain(expiry=expiry))
+    version = backend.version()
+    backend.prune(T0.date(), keep_days=30)  # cutoff 2026-10-24
+    assert sorted(c.expiry for c in backend.latest_all()) == ["2026-10-27", "2026-11-24"]
+    assert backend.latest("NIFTY", "2026-11-24") == chain()  # what is kept is intact
+    assert backend.version() > version  # other processes reload their views
+    backend.prune(T0.date(), keep_days=30)
+    assert len(backend.latest_all()) == 2
