@@ -174,7 +174,9 @@ class Refresher:
                 self.store.save_expiries(symbol, result, today)
                 self._stale_lists.discard(symbol)
             else:
-                self.store.save_chain(self._with_good_spot(result))
+                # Only in-session frames make the day's history and replay (a 09:14:50 pre-open fetch does not).
+                in_session = self.source.name == "demo" or self.calendar.is_open(result.as_of)
+                self.store.save_chain(self._with_good_spot(result), history=in_session)
         except STORE_ERRORS as exc:
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
             return f"{label}: store"

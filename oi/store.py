@@ -104,12 +104,16 @@ class Store:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- chains -------------------------------------------------------------------------------------------------
-    def save_chain(self, chain: OptionChain) -> bool:
-        """Store as latest; keep the first snapshot of each minute as history. Returns True if history grew."""
+    def save_chain(self, chain: OptionChain, history: bool = True) -> bool:
+        """Store as latest; keep the first snapshot of each minute as history (unless `history` is False: a frame
+        from outside the session). Returns True if history grew."""
         doc = chain.to_doc()
         key = f"{chain.symbol}|{chain.expiry}"
         with self._atomic():
             self.db.latest.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
+            if not history:
+                self._bump_version()
+                return False
             grew = True
             extra = {TTL_FIELD: chain.as_of} if self.backend == "mongodb" else {}
             try:

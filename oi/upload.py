@@ -63,8 +63,9 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
         )
         return 1
     missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
-    if config.source != "demo" and args.date is None:
-        # A failed day must not pass for a good one: the store's newest session has to be the last real session.
+    if args.date is None:
+        # A failed day must not pass for a good one: the store's newest session has to be the last real session
+        # (whatever the source: the demo feed is no excuse to publish an old day as today's, red team #14).
         expected = calendar_from_config(config).last_session_day(clock_from_config(config)())
         if day < expected:
             late.insert(0, f"the newest data is from {day}, but the last session was {expected}")

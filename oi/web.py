@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
@@ -297,6 +298,16 @@ def _handle_http_error(exc: HTTPException) -> Response:
     return exc
 
 
+def _relative_redirect(response: Response) -> Response:
+    """Werkzeug's own redirects (``//x`` → ``/x``) are absolute, built from the Host header: an attacker's Host would
+    come back in ``Location``. Keep only the path and query (one leading slash, never ``//host``)."""
+    location = response.headers.get("Location")
+    if response.status_code in (301, 302, 307, 308) and location:
+        parts = urlsplit(location)
+        response.headers["Location"] = "/" + parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return response
+
+
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.path)
     return _json(dumps({"error": "internal error"}), 500)
@@ -324,7 +335,8 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
     clock = clock or clock_from_config(config)
     store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
     source = source or build_source(config, calendar)
-    views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
+    in_session = calendar.is_open if getattr(source, "name", "") != "demo" else (lambda when: True)
+    views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.lot_sizes, in_session)
     extra = {"timer": timer} if timer else {}
     refresher = Refresher(
         store,
@@ -409,6 +421,7 @@ def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
     app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
+    app.after_request(_relative_redirect)
     register_security(app, config)
     if config.start_refresher:
         register_scheduler(rt)

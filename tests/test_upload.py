@@ -12,6 +12,8 @@ from tests.fakes.dhan import CLIENT_ID, TOKEN
 from tests.fakes.moto import aws_env, moto_server
 from tests.session import record_session
 
+SESSION_EVENING = "2026-11-23T16:00:00+05:30"
+
 
 @pytest.fixture(scope="module")
 def moto_url():
@@ -23,9 +25,12 @@ def moto_url():
 def s3(monkeypatch, moto_url, request):
     aws_env(monkeypatch, moto_url)
     bucket = f"{request.node.name.replace('_', '-')[:40]}.example.com".lower()
-    for name, value in {"S3_BUCKET_NAME": bucket, "OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo"}.items():
+    # OI_NOW: the evening of the recorded session (tests.session.DAY), so it is the last session (#14: the demo
+    # source no longer skips that check).
+    env = {"S3_BUCKET_NAME": bucket, "OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo", "OI_NOW": SESSION_EVENING}
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "MONGO_URI", "OI_NOW", "ARCHIVE_BUCKET"):
+    for name in ("DHAN_CLIENT_ID", "DHAN_ACCESS_TOKEN", "MONGO_URI", "ARCHIVE_BUCKET"):
         monkeypatch.delenv(name, raising=False)
     client = boto3.client("s3", region_name="ap-south-1")
     client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
@@ -120,3 +125,13 @@ def test_missing_bucket_is_a_usage_error(store, monkeypatch, capsys):
     monkeypatch.delenv("S3_BUCKET_NAME", raising=False)
     assert run([], store=store) == 2
     assert "S3_BUCKET_NAME" in capsys.readouterr().err
+
+
+def test_demo_source_must_have_the_last_session_too(s3, store, monkeypatch, capsys):
+    # red team #14: with OI_SOURCE=demo the guard skipped its "newest data is the last session" check
+    client, bucket = s3
+    record_session(store)
+    monkeypatch.setenv("OI_NOW", "2026-11-25T16:00:00+05:30")
+    assert run([], store=store) == 1
+    assert "the last session was 2026-11-25" in capsys.readouterr().err
+    assert objects(client, bucket) == {}

@@ -185,3 +185,13 @@ def test_no_data_yet_is_503_warming_up_with_retry_after(client, rt, timer):
     fill(rt, timer, 2)
     assert client.get("/api/oi?symbol=NIFTY").status_code == 200
     assert client.get("/api/oi?symbol=NIFTY&expiry=2030-01-01").status_code == 404  # data, not that expiry
+
+
+@pytest.mark.parametrize("path", ["//healthz", "//", "/static//app.js", "//static//app.js?v=1"])
+def test_slash_redirects_never_echo_the_host_header(client, path):
+    # red team #14: werkzeug's merge-slashes 308 put the request's Host into an absolute Location
+    r = client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code == 308
+    location = r.headers["Location"]
+    assert "evil.example" not in location and location.startswith("/") and not location.startswith("//")
+    assert client.get(location).status_code in (200, 503)  # lands on the page it meant
