@@ -70,6 +70,7 @@ class Refresher:
     sleep: Callable[[float], None] = time.sleep
     _last_sent: float | None = None  # when this process last sent an upstream call (it is the only one that does)
     _claimed_pace: float = 0.0
+    _unstored: bool = False  # the last answer could not be written: no upstream call until the store takes writes
     _status: dict = field(default_factory=dict)
     store_down: bool = False  # the last store operation failed; cleared by the next one that works
 
@@ -178,7 +179,8 @@ class Refresher:
                 in_session = self.source.name == "demo" or self.calendar.is_open(result.as_of)
                 self.store.save_chain(self._with_good_spot(result), history=in_session)
         except STORE_ERRORS as exc:
-            self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
+            self._unstored = True
+            self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one, once it can be stored
             return f"{label}: store"
         self._on_clean_call()
         if self._status.get("error"):
@@ -197,6 +199,9 @@ class Refresher:
         task = self.next_task(now)
         if task is None:
             return None
+        if self._unstored:
+            self.store.can_store(now.astimezone(IST).date())  # raises while writes still fail: no call to Dhan
+            self._unstored = False
         pace = self.pace_policy.state(self.store.pace(PACE)).pace
         if not self.store.claim_slot(PACE, self.timer(), pace + PACE_SLACK_SECONDS):
             return None
@@ -250,6 +255,10 @@ class Refresher:
         if not self.store_down:  # once per outage: the scheduler ticks several times a second
             log.warning("store unreachable, no upstream calls until it is back: %s: %s", type(exc).__name__, exc)
         self.store_down = True
+        try:
+            self.store.heal()  # the embedded store's damaged files, moved aside and recreated (oi/store_repair.py)
+        except STORE_ERRORS:
+            pass  # the store is down for another reason; the next failure tries again
 
     def _store_ok(self) -> None:
         if self.store_down:

@@ -101,20 +101,23 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
 def _collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
     out = []
     latest = store.latest_all()
+    skipped: list[str] = []  # unreadable history documents: left out (and named) rather than failing the night
     for symbol in symbols:
         stored = store.expiries(symbol)
         wanted = nearest_expiries(stored[0], day, expiries_per_symbol) if stored else []
         for expiry in wanted:
-            chains = store.history(symbol, expiry, day)
+            chains = store.history(symbol, expiry, day, skipped=skipped)
             if chains:
                 out.append(Dataset(symbol, expiry, chains))
         if not any(d.symbol == symbol for d in out):
             # The expiry list may have rolled since: fall back to whatever expiry that day holds for the symbol.
             for expiry in sorted({c.expiry for c in latest if c.symbol == symbol}):
-                chains = store.history(symbol, expiry, day)
+                chains = store.history(symbol, expiry, day, skipped=skipped)
                 if chains:
                     out.append(Dataset(symbol, expiry, chains))
                     break
+    if skipped:
+        log.warning("skipped %d unreadable history document(s) of %s: %s", len(skipped), day, ", ".join(skipped[:10]))
     return out
 
 

@@ -57,9 +57,11 @@ DUPLICATE_KEY = _duplicate_key_errors()
 def _store_errors() -> tuple[type[Exception], ...]:
     # What a failing backend raises: pymongo's errors (mongomock's are pymongo's), montydb's, and on the embedded
     # store SQLite's and the lock file's.
+    import json
     import sqlite3
 
-    errors: list[type[Exception]] = [sqlite3.Error, OSError]
+    # JSONDecodeError: montydb's answer to a damaged document (oi/store_repair.py), not a bug of ours to trace back.
+    errors: list[type[Exception]] = [sqlite3.Error, OSError, json.JSONDecodeError]
     for module, name in (("pymongo.errors", "PyMongoError"), ("montydb.errors", "MontyError")):
         with contextlib.suppress(ImportError, AttributeError):
             errors.append(getattr(__import__(module, fromlist=[name]), name))
@@ -80,10 +82,12 @@ def history_collection(day: date) -> str:
 class Store:
     """Repository over a pymongo-compatible ``Database``. ``lock_path`` set → cross-process flock (embedded)."""
 
-    def __init__(self, db: Any, backend: str, lock_path: Path | None = None) -> None:
+    def __init__(self, db: Any, backend: str, lock_path: Path | None = None, files: Path | None = None) -> None:
         self.db = db
         self.backend = backend
         self._lock_path = lock_path
+        self._files = files  # the embedded store's collection files, healed by heal()
+        self.repaired: list[str] = []  # damaged files this process moved aside (named on /healthz)
         # montydb's shared SQLite connection (and mongomock) are not thread-safe. pymongo is, and its operations are
         # atomic on the server, so on MongoDB nothing waits on a lock: with the server gone each call blocks for the
         # server-selection timeout, and a shared lock would queue every other thread behind it (red team, #14).
@@ -136,9 +140,16 @@ class Store:
         return [OptionChain.from_doc(d) for d in docs]
 
     def history(
-        self, symbol: str, expiry: str, day: date, until: datetime | None = None, limit: int | None = None
+        self,
+        symbol: str,
+        expiry: str,
+        day: date,
+        until: datetime | None = None,
+        limit: int | None = None,
+        skipped: list[str] | None = None,
     ) -> list[OptionChain]:
-        """The day's per-minute snapshots of (symbol, expiry), oldest first; optionally only up to `until`."""
+        """The day's per-minute snapshots of (symbol, expiry), oldest first; optionally only up to `until`. With a
+        `skipped` list, documents that cannot be read as a chain are left out and their ids appended to it."""
         query: dict[str, Any] = {"symbol": symbol, "expiry": expiry}
         if until is not None:
             query["ts"] = {"$lte": until.timestamp()}
@@ -147,7 +158,15 @@ class Store:
             docs = list(cursor.limit(limit) if limit else cursor)
         if limit:
             docs.reverse()
-        return [OptionChain.from_doc(d) for d in docs]
+        if skipped is None:
+            return [OptionChain.from_doc(d) for d in docs]
+        chains = []
+        for doc in docs:
+            try:
+                chains.append(OptionChain.from_doc(doc))
+            except (KeyError, TypeError, ValueError):
+                skipped.append(str(doc.get("_id")))
+        return chains
 
     def history_days(self) -> list[date]:
         with self._thread_lock:
@@ -292,6 +311,29 @@ class Store:
         doc.pop("_id", None)
         return doc
 
+    # --- damaged embedded files (oi/store_repair.py) ---------------------------------------------------------------
+    def heal(self) -> list[str]:
+        """Move damaged collection files aside so montydb recreates them; a no-op on MongoDB."""
+        if self._files is None:
+            return []
+        from oi.store_repair import heal
+
+        with self._atomic():
+            moved = heal(self._files)
+        self.repaired.extend(moved)
+        return moved
+
+    def can_store(self, day: date) -> None:
+        """Raise a store error unless a chain for `day` could be written now: the data dir takes a write, and the
+        latest and the day's history collections can be read. Checked before an upstream call after a failed write,
+        so Dhan is not asked for answers that would be thrown away."""
+        if self._files is None:
+            return
+        with self._atomic():
+            self.db.probe.replace_one({"_id": "probe"}, {"_id": "probe", "day": day.isoformat()}, upsert=True)
+            self.db.latest.find_one({"_id": "-"})
+            self.db[history_collection(day)].find_one({"_id": "-"})
+
     def ping(self) -> bool:
         # No traceback: an outage would log one per call; oi/store_monitor.py says once that the store is down.
         try:
@@ -323,4 +365,6 @@ def open_store(mongo_uri: str, mongo_db: str, data_dir: Path) -> Store:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "monty.storage.cfg").exists():
         set_storage(str(path), storage="sqlite", use_bson=False)
-    return Store(MontyClient(str(path))[mongo_db], "embedded", lock_path=path / "store.lock")
+    store = Store(MontyClient(str(path))[mongo_db], "embedded", lock_path=path / "store.lock", files=path / mongo_db)
+    store.heal()  # damaged files from a crash: moved aside before anything reads them
+    return store

@@ -287,6 +287,8 @@ def healthz() -> Response:
     }
     if watch is not None and watch.expires_at is not None:
         body["token"] = watch.state(now).as_dict()  # when it expires, never the token
+    if rt.store.repaired:
+        body["store_repaired"] = rt.store.repaired  # damaged files moved aside (kept) and recreated
     if reason:
         body["reason"] = reason
     return _json(dumps(body), 503 if reason else 200)
