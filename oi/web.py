@@ -287,7 +287,7 @@ def healthz() -> Response:
     }
     if watch is not None and watch.expires_at is not None:
         body["token"] = watch.state(now).as_dict()  # when it expires, never the token
-    if rt.store.repaired:
+    if getattr(rt.store, "repaired", None):
         body["store_repaired"] = rt.store.repaired  # damaged files moved aside (kept) and recreated
     if reason:
         body["reason"] = reason
