@@ -131,3 +131,22 @@ def test_upload_says_one_line_and_exits_1_when_the_store_is_unreachable(dead_uri
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("upload.py: store unreachable: MONGO_URI=mongodb://127.0.0.1:")
     assert PASSWORD not in err[0]
+
+
+def test_healthz_during_an_outage_logs_no_traceback_per_call(fake_dhan, timer, caplog):
+    # red team #14: every /healthz during a store outage logged a full traceback (the ping's warning)
+    import mongomock
+
+    from oi.store import Store
+    from tests.test_faults import Live
+    from tests.test_outage import FlakyDb, Outage
+
+    outage = Outage()
+    live = Live(fake_dhan, Store(FlakyDb(mongomock.MongoClient()["oi"], outage), "mongomock"), timer)
+    live.fill()
+    outage.error = ConnectionError
+    with caplog.at_level(logging.INFO):
+        answers = [live.client.get("/healthz") for _ in range(5)]
+    assert all(a.status_code == 503 and a.get_json()["store"] == "down" for a in answers)
+    assert not [r for r in caplog.records if r.exc_info]
+    assert sum("store unreachable" in r.getMessage() for r in caplog.records) == 1  # said once, not per call
