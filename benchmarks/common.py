@@ -119,6 +119,8 @@ def gunicorn_argv(port: int, workers: int | None = None, threads: int | None = N
     for name, value in options:
         merged[ALIASES.get(name, name)] = value
     merged["--bind"] = f"127.0.0.1:{port}"
+    if "--config" in merged:  # the unit's absolute /opt/oi path: this checkout's file
+        merged["--config"] = str(ROOT / Path(merged["--config"]).name)
     if workers is not None:
         merged["--workers"] = str(workers)
     if threads is not None:
@@ -174,10 +176,12 @@ def service(
 
 
 @contextmanager
-def fake_dhan(tmp: Path) -> Iterator[str]:
-    """`python -m tests.fakes.dhan` in its own process; yields its base URL (…/v2)."""
+def fake_dhan(tmp: Path, min_gap: float | None = None) -> Iterator[str]:
+    """`python -m tests.fakes.dhan` in its own process (with a limiter refusing calls closer than `min_gap`);
+    yields its base URL (…/v2)."""
     portfile = Path(tmp) / "fake-dhan"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.dhan", str(portfile)], cwd=ROOT)
+    argv = [sys.executable, "-m", "tests.fakes.dhan", str(portfile)] + ([str(min_gap)] if min_gap else [])
+    proc = subprocess.Popen(argv, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
         while not portfile.exists() or not portfile.read_text():
@@ -192,7 +196,12 @@ def fake_dhan(tmp: Path) -> Iterator[str]:
 
 def calls(fake: str) -> list[float]:
     """Monotonic times of every upstream call the fake Dhan has seen."""
-    return [t for t, _ in requests.get(fake.rsplit("/v2", 1)[0] + "/_calls", timeout=5).json()]
+    return [t for t, *_ in requests.get(fake.rsplit("/v2", 1)[0] + "/_calls", timeout=5).json()]
+
+
+def limited_calls(fake: str) -> list[float]:
+    """Times of the calls the fake's limiter refused (805), when it runs with a minimum gap."""
+    return [t for t, _, limited in requests.get(fake.rsplit("/v2", 1)[0] + "/_calls", timeout=5).json() if limited]
 
 
 # --- /proc ------------------------------------------------------------------------------------------------------

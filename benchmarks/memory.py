@@ -14,7 +14,12 @@ and samples the memory of the master and every worker every few seconds for MINU
 
 Prints peak and final (goal <= 120 MB), then the monthly AWS cost arithmetic.
 
-    python benchmarks/memory.py [--minutes 10] [--viewers 5] [--source demo|fake-dhan]
+Issue #14: by default the store starts with a full session already recorded (09:15-15:29 IST today, every symbol,
+one frame a minute), so the views and series hold what they hold at the close, not an empty morning
+(--empty-store for the old run); with --nginx, viewers go through nginx (deploy/nginx.conf) in front of gunicorn,
+and nginx's own processes are reported separately.
+
+    python benchmarks/memory.py [--minutes 10] [--viewers 5] [--source demo|fake-dhan] [--empty-store] [--nginx]
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 
 import requests
@@ -33,7 +42,9 @@ from common import (
     TIMEOUT,
     Service,
     Tally,
+    children,
     fake_dhan,
+    free_port,
     memory_kb,
     page_config,
     service,
@@ -62,9 +73,9 @@ class Sample:
         return None if None in values else sum(values)
 
 
-def sample(svc: Service, t0: float) -> Sample:
+def sample(svc: Service, t0: float, pids: list[int] | None = None) -> Sample:
     per_pid = {}
-    for pid in svc.pids():
+    for pid in svc.pids() if pids is None else pids:
         try:
             per_pid[pid] = memory_kb(pid)
         except (OSError, AttributeError):  # a worker that just exited (or is being replaced)
@@ -76,15 +87,20 @@ def mb(kb: int | None) -> str:
     return "n/a" if kb is None else f"{kb / MIB:.1f}"
 
 
-async def observe(svc: Service, cfg: dict, args: argparse.Namespace) -> tuple[list[Sample], Tally]:
+async def observe(
+    svc: Service, cfg: dict, args: argparse.Namespace, front: Front | None = None
+) -> tuple[list[Sample], Tally, list[Sample]]:
     t0 = time.monotonic()
     stop = t0 + args.minutes * 60
     tally = Tally()
     spread = cfg["refresh_ms"] / 1000
-    crowd = asyncio.gather(*(viewer(svc.url, cfg, i, stop, tally, spread) for i in range(args.viewers)))
-    samples, next_print = [], 0.0
+    url = front.url if front else svc.url
+    crowd = asyncio.gather(*(viewer(url, cfg, i, stop, tally, spread) for i in range(args.viewers)))
+    samples, next_print, nginx = [], 0.0, []
     while time.monotonic() < stop:
         samples.append(sample(svc, t0))
+        if front:
+            nginx.append(sample(svc, t0, front.pids()))
         s = samples[-1]
         if s.at >= next_print:
             count = len(s.per_pid)
@@ -96,7 +112,44 @@ async def observe(svc: Service, cfg: dict, args: argparse.Namespace) -> tuple[li
         await asyncio.sleep(args.every)
     await crowd
     samples.append(sample(svc, t0))
-    return samples, tally
+    return samples, tally, nginx
+
+
+@dataclass
+class Front:
+    """nginx in front of the service, as deploy/nginx.conf sets it up on the box."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid, *children(self.proc.pid)]
+
+
+@contextmanager
+def nginx_front(tmp: Path, upstream: str) -> Iterator[Front]:
+    from tests.test_nginx import NGINX, main_config, running, site_config, wait_ok
+
+    port, app_port = free_port(), int(upstream.rsplit(":", 1)[1])
+    prefix = tmp / "nginx"
+    prefix.mkdir()
+    (prefix / "oi.conf").write_text(site_config(port, app_port))
+    (prefix / "nginx.conf").write_text(main_config(prefix, prefix / "oi.conf"))
+    with running([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]) as proc:
+        wait_ok(f"http://127.0.0.1:{port}/healthz", proc)
+        yield Front(f"http://127.0.0.1:{port}", proc)
+
+
+def preload_session(data_dir: Path, symbols: tuple[str, ...]) -> int:
+    """Record today's full session (09:15-15:29 IST, a frame a minute) into the embedded store the service opens."""
+    from oi.market.calendar import IST
+    from oi.store import open_store
+    from tests.session import record_session
+
+    today = datetime.now(IST).date()
+    store = open_store("", "oi", data_dir)
+    record_session(store, symbols=symbols, day=today, start=dtime(9, 15), end=dtime(15, 29))
+    return len(store.history(symbols[0], store.latest_all()[0].expiry, today))
 
 
 def cost(args: argparse.Namespace, label: str, peak_mib: float, bytes_per_refresh: float, interval: float) -> None:
@@ -140,6 +193,8 @@ def main() -> None:
     ap.add_argument("--source", choices=("demo", "fake-dhan"), default="demo")
     ap.add_argument("--workers", type=int, help="override oi.service's --workers")
     ap.add_argument("--threads", type=int, help="override oi.service's --threads")
+    ap.add_argument("--empty-store", action="store_true", help="start from an empty store (before #14)")
+    ap.add_argument("--nginx", action="store_true", help="viewers through nginx; its memory reported separately")
     cost_args = ap.add_argument_group("cost arithmetic")
     cost_args.add_argument("--instance", default="t4g.nano")
     cost_args.add_argument("--instance-mib", type=float, default=512)
@@ -164,13 +219,18 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         base = stack.enter_context(fake_dhan(tmp)) if args.source == "fake-dhan" else None
-        svc = stack.enter_context(service(service_env(tmp / "var", base), args.workers, args.threads))
+        env = service_env(tmp / "var", base)
+        if not args.empty_store:
+            frames = preload_session(tmp / "var", tuple(env["OI_SYMBOLS"].split(",")))
+            print(f"store preloaded with today's full session: {frames} frames per symbol")
+        svc = stack.enter_context(service(env, args.workers, args.threads))
+        front = stack.enter_context(nginx_front(tmp, svc.url)) if args.nginx else None
         cfg = page_config(svc.url)
         command = " ".join(svc.argv[svc.argv.index("gunicorn") + 1 :])
-        print(f"gunicorn {command}")
+        print(f"gunicorn {command}" + (" behind nginx (deploy/nginx.conf)" if front else ""))
         every = cfg["refresh_ms"] / 1000
         print(f"source {args.source}, {args.viewers} viewers polling every {every:g} s, {args.minutes:g} min")
-        samples, tally = asyncio.run(observe(svc, cfg, args))
+        samples, tally, nginx = asyncio.run(observe(svc, cfg, args, front))
         body = requests.get(svc.url + f"/api/oi?symbol={cfg['symbols'][0]}", timeout=TIMEOUT).content
 
     final = samples[-1]
@@ -205,6 +265,16 @@ def main() -> None:
     else:
         verdict = "MISSED"
     print(f"peak {label}: {as_mib:.1f} MiB = {as_mb:.1f} MB (goal <= {GOAL_MB} MB: {verdict})")
+    if nginx:
+        peak_nginx = {
+            "RSS sum": peak([s.rss for s in nginx]),
+            "PSS sum": peak([s.pss for s in nginx]),
+            "unique": peak([s.unique for s in nginx]),
+        }
+        print(
+            "nginx (master + worker), peak, not in the figures above: "
+            + ", ".join(f"{k} {mb(v)} MiB" for k, v in peak_nginx.items())
+        )
     print(f"viewers: {tally.requests:,} requests, {sum(tally.errors.values())} errors")
     print(f"/api/oi body {len(body):,} B, gzipped {len(gzip.compress(body)):,} B")
 

@@ -4,7 +4,12 @@ Runs `gunicorn -w 4 app:app` (market forced open) against the fake Dhan server, 
 for DURATION seconds each, and prints upstream calls/min for each, their ratio (goal 1.00) and the smallest gap
 between upstream calls (goal >= DHAN_MIN_INTERVAL_SECONDS).
 
+Then (issue #14) a run against a limiter stricter than Dhan's documentation: the fake refuses (HTTP 429 + 805) any
+call closer than --limiter-gap seconds to the previous one. Prints 805s per minute after the first minute (goal 0:
+the adaptive pace has settled) and good upstream calls per minute (goal >= 90% of 60 / gap).
+
     python benchmarks/upstream_calls.py [--duration 60] [--viewers 200] [--workers 4]
+                                        [--limiter-gap 3.6] [--limiter-duration 180] [--skip-viewers]
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import calls, fake_dhan, service, service_env
+from common import calls, fake_dhan, limited_calls, service, service_env
 
 
 def viewers(url: str, count: int, seconds: float) -> tuple[int, int]:
@@ -49,9 +54,43 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--viewers", type=int, default=200)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--limiter-gap", type=float, default=3.6)
+    ap.add_argument("--limiter-duration", type=float, default=180)
+    ap.add_argument("--skip-viewers", action="store_true", help="only the strict-limiter run")
     args = ap.parse_args()
 
     gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-b", "127.0.0.1:{port}", "app:app"]
+    if not args.skip_viewers:
+        viewer_runs(args, gunicorn)
+    if args.limiter_gap:
+        limiter_run(args, gunicorn)
+
+
+def limiter_run(args: argparse.Namespace, gunicorn: list[str]) -> None:
+    gap, duration = args.limiter_gap, args.limiter_duration
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fake_dhan(Path(tmp), min_gap=gap) as base,
+        service(service_env(Path(tmp) / "var", base, symbols="NIFTY"), argv=gunicorn) as svc,
+    ):
+        start = calls(base)[0]
+        time.sleep(max(0.0, duration - (time.monotonic() - start)))
+        pace = requests.get(svc.url + "/healthz", timeout=10).json().get("pace_seconds")
+        every, refused = calls(base), limited_calls(base)
+    settled = start + 60
+    late_minutes = (every[-1] - settled) / 60
+    late_refused = [t for t in refused if t >= settled]
+    good_late = [t for t in every if t >= settled and t not in set(refused)]
+    print(f"strict limiter: calls closer than {gap} s refused (805); {args.workers} workers, {duration:.0f} s")
+    print(f"  805s in the first minute: {len(refused) - len(late_refused)}")
+    print(f"  805s per minute after the first minute: {len(late_refused) / late_minutes:.2f}  (goal 0)")
+    goal = 0.9 * 60 / gap
+    print(f"  good upstream calls per minute after the first minute: {len(good_late) / late_minutes:.1f}", end="")
+    print(f"  (goal >= {goal:.1f} = 90% of 60 / {gap} s)")
+    print(f"  pace in force (/healthz pace_seconds): {pace} s")
+
+
+def viewer_runs(args: argparse.Namespace, gunicorn: list[str]) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fake_dhan(Path(tmp)) as base,

@@ -25,6 +25,7 @@ from typing import Protocol
 from oi.market.calendar import IST, Clock, MarketCalendar
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
+from oi.pace import CLEAN_RUN, PacePolicy
 from oi.session import nearest_expiries
 from oi.store import STORE_ERRORS, Store
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 LEASE = "refresher"
 PACE = "upstream"
-MAX_BACKOFF_SECONDS = 120.0
 # Slots are claimed where the call starts, but Dhan's limiter sees arrivals, which jitter by a few ms over the
 # network; the slack keeps arrival gaps at or above the interval too (measured: 2.999 s without it).
 PACE_SLACK_SECONDS = 0.05
@@ -56,6 +56,7 @@ class RefreshStatus:
     auth_failed: bool = False  # Dhan rejected the token: polling stops until a new one is in force
     disabled: tuple[str, ...] = ()  # symbols Dhan does not know (813)
     holder: str | None = None  # the process that wrote it
+    pace_seconds: float | None = None  # the shared adaptive pace (oi/pace.py) when the holder last changed it
 
     @classmethod
     def from_doc(cls, doc: dict) -> RefreshStatus:
@@ -85,7 +86,11 @@ class Refresher:
     # per-process bookkeeping: when each target was last attempted, and what has been bootstrapped
     _attempted: dict[tuple[str, str], float] = field(default_factory=dict)
     _stale_lists: set[str] = field(default_factory=set)
-    _backoff_level: int = 0
+    _clean_calls: int = 0  # clean calls in a row at the current pace (oi/pace.py narrows after CLEAN_RUN)
+    sleep: Callable[[float], None] = time.sleep
+    _last_sent: float | None = None  # when this process last sent an upstream call (it is the only one that does)
+    _claimed_pace: float = 0.0
+    _unstored: bool = False  # the last answer could not be written: no upstream call until the store takes writes
     _status: RefreshStatus = field(default_factory=RefreshStatus)
     store_down: bool = False  # the last store operation failed; cleared by the next one that works
 
@@ -164,6 +169,7 @@ class Refresher:
         today = now.astimezone(IST).date()
         self._attempted[(symbol, expiry or "")] = self.timer()
         label = f"{kind} {symbol}{' ' + expiry if expiry else ''}"
+        self._space_from_last_send()
         try:
             if kind == "expiries":
                 result = self.source.expiries(symbol, today)
@@ -189,11 +195,14 @@ class Refresher:
                 self.store.save_expiries(symbol, result, today)
                 self._stale_lists.discard(symbol)
             else:
-                self.store.save_chain(self._with_good_spot(result))
+                # Only in-session frames make the day's history and replay (a 09:14:50 pre-open fetch does not).
+                in_session = self.source.name == "demo" or self.calendar.is_open(result.as_of)
+                self.store.save_chain(self._with_good_spot(result), history=in_session)
         except STORE_ERRORS as exc:
-            self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
+            self._unstored = True
+            self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one, once it can be stored
             return f"{label}: store"
-        self._backoff_level = 0
+        self._on_clean_call()
         if self._status.error:
             log.info("refresh recovered: %s", label)
             self._set_status(error=None, error_kind=None, reason=None)
@@ -210,9 +219,43 @@ class Refresher:
         task = self.next_task(now)
         if task is None:
             return None
-        if not self.store.claim_slot(PACE, self.timer(), self.interval + PACE_SLACK_SECONDS):
+        if self._unstored:
+            self.store.can_store(now.astimezone(IST).date())  # raises while writes still fail: no call to Dhan
+            self._unstored = False
+        pace = self.pace_policy.state(self.store.pace(PACE)).pace
+        if not self.store.claim_slot(PACE, self.timer(), pace + PACE_SLACK_SECONDS):
             return None
+        self._claimed_pace = pace
         return now, task
+
+    def _space_from_last_send(self) -> None:
+        """Slots are claimed a little before the call is sent, and that delay varies under CPU load (measured: up to
+        ~0.3 s on a busy box); Dhan's limiter sees arrivals. So the lease holder also keeps its own sends a full pace
+        apart, which a limiter a few percent stricter than the pace would otherwise catch."""
+        if self._last_sent is not None:
+            wait = self._last_sent + self._claimed_pace - self.timer()
+            if 0 < wait <= self._claimed_pace:
+                self.sleep(wait)
+        self._last_sent = self.timer()
+
+    @property
+    def pace_policy(self) -> PacePolicy:
+        return PacePolicy(self.interval)
+
+    def _on_clean_call(self) -> None:
+        self._clean_calls += 1
+        if self._clean_calls < CLEAN_RUN:
+            return
+        self._clean_calls = 0
+        try:
+            state = self.pace_policy.state(self.store.pace(PACE))
+            narrowed = self.pace_policy.narrow(state, self.timer())
+            if narrowed.pace < state.pace:
+                self.store.set_pace(PACE, narrowed.as_doc())
+                log.info("upstream pace narrowed to %.2f s after %d clean calls", narrowed.pace, CLEAN_RUN)
+                self._set_status(pace_seconds=round(narrowed.pace, 3))
+        except STORE_ERRORS as exc:
+            self._store_failed(exc)
 
     def _with_good_spot(self, chain: OptionChain) -> OptionChain:
         """Dhan sends spot 0 on holidays, before the open and in glitches: keep the symbol's last good spot, so ATM
@@ -232,6 +275,10 @@ class Refresher:
         if not self.store_down:  # once per outage: the scheduler ticks several times a second
             log.warning("store unreachable, no upstream calls until it is back: %s: %s", type(exc).__name__, exc)
         self.store_down = True
+        try:
+            self.store.heal()  # the embedded store's damaged files, moved aside and recreated (oi/store_repair.py)
+        except STORE_ERRORS:
+            pass  # the store is down for another reason; the next failure tries again
 
     def _store_ok(self) -> None:
         if self.store_down:
@@ -257,14 +304,23 @@ class Refresher:
     def _on_error(self, exc: DhanError, symbol: str) -> None:
         log.warning("upstream error for %s: %s", symbol, exc)
         if exc.kind == RATE_LIMIT:
-            self._backoff_level += 1
-            delay = min(MAX_BACKOFF_SECONDS, self.interval * 2**self._backoff_level)
-            delay *= 1 + 0.25 * self.rng.random()  # jitter, so restarts do not synchronize
+            # Widen the shared pace (oi/pace.py); wait out the slot the refused call spent (a limiter may count it)
+            # plus one widened pace. Bounded by the pace's cap, so a burst of rate limits costs seconds, never
+            # minutes of silence.
+            self._clean_calls = 0
+            now = self.timer()
             try:
-                self.store.delay_slot(PACE, self.timer() + delay)
+                state = self.pace_policy.state(self.store.pace(PACE))
+                wider = self.pace_policy.widen(state, now)
+                self.store.set_pace(PACE, wider.as_doc())
+                delay = (state.pace + wider.pace) * (1 + 0.25 * self.rng.random())  # jitter: restarts do not sync
+                self.store.delay_slot(PACE, now + delay)
             except STORE_ERRORS as err:
                 self._store_failed(err)  # no calls at all then, which is the safest back-off
-            log.warning("rate limited: next upstream call in %.1f s", delay)
+            else:
+                log.warning("rate limited: pace widened to %.2f s, next upstream call in %.1f s", wider.pace, delay)
+                # recorded with the error just below
+                self._status = dataclasses.replace(self._status, pace_seconds=round(wider.pace, 3))
         elif exc.kind == AUTH:
             log.error("Dhan rejected the access token (%s): polling stopped until it is replaced", exc)
             self._set_status(auth_failed=True)

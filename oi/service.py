@@ -16,8 +16,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from oi.config import Config
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
+from oi.pace import pace_seconds, round_seconds
 from oi.refresher import Refresher, Source
 from oi.store import Store, open_store
+from oi.store_monitor import StoreMonitor, describe_store
 from oi.tokens import WATCH_SECONDS, TokenWatch
 from oi.views import ViewCache
 
@@ -34,8 +36,10 @@ class Health:
     last_refresh: datetime | None
     data_age_seconds: float | None
     store_ok: bool
+    pace_seconds: float
     reason: str | None = None
     token: dict | None = None  # when the token expires, never the token
+    store_repaired: list | None = None  # damaged embedded-store files moved aside (kept) and recreated
 
     @property
     def http_status(self) -> int:
@@ -49,9 +53,12 @@ class Health:
             "last_refresh": self.last_refresh.isoformat() if self.last_refresh else None,
             "data_age_seconds": self.data_age_seconds,
             "store": "ok" if self.store_ok else "down",
+            "pace_seconds": self.pace_seconds,
         }
         if self.token is not None:
             body["token"] = self.token
+        if self.store_repaired:
+            body["store_repaired"] = self.store_repaired
         if self.reason:
             body["reason"] = self.reason
         return body
@@ -94,7 +101,9 @@ class Service:
         self.clock: Clock = clock or clock_from_config(config)
         self.store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
         self.source = source or build_source(config, self.calendar)
-        self.views = ViewCache(self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
+        # Only in-session frames make the replay (a 09:14:50 pre-open fetch does not); the demo is always open.
+        in_session = self.calendar.is_open if self.source.name != "demo" else (lambda when: True)
+        self.views = ViewCache(self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes, in_session)
         self.refresher = Refresher(
             self.store,
             self.source,
@@ -107,6 +116,8 @@ class Service:
             **({"timer": timer} if timer else {}),
         )
         self.scheduler: BackgroundScheduler | None = None
+        # /healthz reads its cached state, never the store (oi/store_monitor.py); unstarted, it checks inline.
+        self.store_monitor = StoreMonitor(self.store.ping, describe_store(config.mongo_uri))
         self.closed = False
         self.store_down = False  # set by tick(): this process could not reach the store on its last try
         self.token_watch: TokenWatch | None = None  # the Dhan source only (oi/tokens.py)
@@ -149,6 +160,7 @@ class Service:
             return
         self.scheduler = self.schedule()
         self.scheduler.start()
+        self.store_monitor.start()
         atexit.register(self.close)
 
     def schedule(self) -> BackgroundScheduler:
@@ -193,6 +205,7 @@ class Service:
         self.closed = True
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
+        self.store_monitor.stop()
         self.refresher.stop()
 
     # --- health policy ------------------------------------------------------------------------------------------
@@ -202,6 +215,11 @@ class Service:
 
     def market_open(self, now: datetime) -> bool:
         return self.demo or self.calendar.is_open(now)
+
+    def round_seconds(self) -> float:
+        """One round over every (symbol, expiry) at the adaptive pace in force (oi/pace.py)."""
+        targets = len(self.config.symbols) * self.config.expiries_per_symbol
+        return round_seconds(self.views.status, self.config.dhan_min_interval_seconds, targets)
 
     def freshness(self, now: datetime) -> tuple[bool, str | None]:
         """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
@@ -213,7 +231,7 @@ class Service:
             return True, "Dhan rejected the access token; data stopped updating"
         if not self.market_open(now):
             return False, None
-        limit = 3 * max(self.config.refresh_period_seconds, self.config.dhan_min_interval_seconds)
+        limit = 3 * self.round_seconds()
         oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
         if oldest is None:
             return True, "no data yet"
@@ -228,7 +246,7 @@ class Service:
     def health(self) -> Health:
         """The service's health for /healthz and the morning flip: 'degraded' with a reason is a 503."""
         now = self.clock()
-        store_ok = self.store.ping()
+        store_ok = self.store_monitor.state().ok is not False
         views = [self.views.get(s, None) for s in self.config.symbols]
         newest = max((v.chain.as_of for v in views if v), default=None)
         oldest = min((v.chain.as_of for v in views if v), default=None)
@@ -251,6 +269,8 @@ class Service:
             last_refresh=newest,
             data_age_seconds=round((now - oldest).total_seconds(), 1) if oldest else None,
             store_ok=store_ok,
+            pace_seconds=round(pace_seconds(self.views.status, self.config.dhan_min_interval_seconds), 3),
             reason=reason,
             token=watch.state(now).as_dict() if watch is not None and watch.expires_at is not None else None,
+            store_repaired=getattr(self.store, "repaired", None),
         )

@@ -80,17 +80,17 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
     """
     out: list[Dataset] = []
     latest = None
+    skipped: list[str] = []  # unreadable history documents: left out (and named) rather than failing the night
     for symbol in symbols:
         stored = store.expiries(symbol)
         listed = stored[0] if stored else None
-        loaded = {
-            e: store.history(symbol, e, day) for e in session.nearest_expiries(listed or [], day, expiries_per_symbol)
-        }
+        wanted = session.nearest_expiries(listed or [], day, expiries_per_symbol)
+        loaded = {e: store.history(symbol, e, day, skipped=skipped) for e in wanted}
         if not any(loaded.values()):
             # The expiry list may have rolled since that day: look at every expiry we hold a chain of.
             latest = store.latest_all() if latest is None else latest
             for expiry in sorted({c.expiry for c in latest if c.symbol == symbol} - loaded.keys()):
-                loaded[expiry] = store.history(symbol, expiry, day)
+                loaded[expiry] = store.history(symbol, expiry, day, skipped=skipped)
         have = [e for e, chains in loaded.items() if chains]
         chosen = session.session_expiries(listed, day, expiries_per_symbol, have)
         lines = [session.frames(symbol, e, day, loaded[e], compress=False) for e in chosen]
@@ -98,6 +98,8 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
         out.extend(Dataset(symbol, line.expiry, _chains(line), close) for line in lines)
         if len(lines) > 1:
             out.append(Dataset(symbol, analytics.COMBINED, _chains(session.combined(lines, complete=True)), close))
+    if skipped:
+        log.warning("skipped %d unreadable history document(s) of %s: %s", len(skipped), day, ", ".join(skipped[:10]))
     return out
 
 

@@ -6,6 +6,7 @@ embedded on-disk default (montydb on SQLite), and the contract tests run it agai
 * ``find_one``/``find`` by ``_id`` or equality, ``$lt``/``$lte``/``$gte``, ``$or``; ``sort`` + ``limit``;
 * ``insert_one`` (DuplicateKeyError on a taken ``_id``), ``replace_one(upsert=True)`` with ``_id`` repeated in the
   replacement (montydb otherwise invents a new id), ``update_one`` with ``$set``/``$inc``;
+* ``delete_one`` by ``_id``; ``find`` with an ``{"_id": 1}`` projection;
 * ``list_collection_names``/``drop_collection``. No indexes, TTL, ``aggregate`` or ``bulk_write`` — except one TTL
   index per history collection on real MongoDB (:meth:`Store.ensure_ttl`), a server-side backstop to the prune.
 
@@ -56,9 +57,11 @@ DUPLICATE_KEY = _duplicate_key_errors()
 def _store_errors() -> tuple[type[Exception], ...]:
     # What a failing backend raises: pymongo's errors (mongomock's are pymongo's), montydb's, and on the embedded
     # store SQLite's and the lock file's.
+    import json
     import sqlite3
 
-    errors: list[type[Exception]] = [sqlite3.Error, OSError]
+    # JSONDecodeError: montydb's answer to a damaged document (oi/store_repair.py), not a bug of ours to trace back.
+    errors: list[type[Exception]] = [sqlite3.Error, OSError, json.JSONDecodeError]
     for module, name in (("pymongo.errors", "PyMongoError"), ("montydb.errors", "MontyError")):
         with contextlib.suppress(ImportError, AttributeError):
             errors.append(getattr(__import__(module, fromlist=[name]), name))
@@ -79,13 +82,16 @@ def history_collection(day: date) -> str:
 class Store:
     """Repository over a pymongo-compatible ``Database``. ``lock_path`` set → cross-process flock (embedded)."""
 
-    def __init__(self, db: Any, backend: str, lock_path: Path | None = None) -> None:
+    def __init__(self, db: Any, backend: str, lock_path: Path | None = None, files: Path | None = None) -> None:
         self.db = db
         self.backend = backend
         self._lock_path = lock_path
-        # montydb's shared SQLite connection is not thread-safe; pymongo is, and the lock costs nothing noticeable
-        # because requests are served from memory, not from the store.
-        self._thread_lock = threading.RLock()
+        self._files = files  # the embedded store's collection files, healed by heal()
+        self.repaired: list[str] = []  # damaged files this process moved aside (named on /healthz)
+        # montydb's shared SQLite connection (and mongomock) are not thread-safe. pymongo is, and its operations are
+        # atomic on the server, so on MongoDB nothing waits on a lock: with the server gone each call blocks for the
+        # server-selection timeout, and a shared lock would queue every other thread behind it (red team, #14).
+        self._thread_lock: Any = contextlib.nullcontext() if backend == "mongodb" else threading.RLock()
 
     @contextlib.contextmanager
     def _atomic(self) -> Iterator[None]:
@@ -102,12 +108,16 @@ class Store:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- chains -------------------------------------------------------------------------------------------------
-    def save_chain(self, chain: OptionChain) -> bool:
-        """Store as latest; keep the first snapshot of each minute as history. Returns True if history grew."""
+    def save_chain(self, chain: OptionChain, history: bool = True) -> bool:
+        """Store as latest; keep the first snapshot of each minute as history (unless `history` is False: a frame
+        from outside the session). Returns True if history grew."""
         doc = chain.to_doc()
         key = f"{chain.symbol}|{chain.expiry}"
         with self._atomic():
             self.db.latest.replace_one({"_id": key}, {"_id": key, **doc}, upsert=True)
+            if not history:
+                self._bump_version()
+                return False
             grew = True
             extra = {TTL_FIELD: chain.as_of} if self.backend == "mongodb" else {}
             try:
@@ -130,9 +140,16 @@ class Store:
         return [OptionChain.from_doc(d) for d in docs]
 
     def history(
-        self, symbol: str, expiry: str, day: date, until: datetime | None = None, limit: int | None = None
+        self,
+        symbol: str,
+        expiry: str,
+        day: date,
+        until: datetime | None = None,
+        limit: int | None = None,
+        skipped: list[str] | None = None,
     ) -> list[OptionChain]:
-        """The day's per-minute snapshots of (symbol, expiry), oldest first; optionally only up to `until`."""
+        """The day's per-minute snapshots of (symbol, expiry), oldest first; optionally only up to `until`. With a
+        `skipped` list, documents that cannot be read as a chain are left out and their ids appended to it."""
         query: dict[str, Any] = {"symbol": symbol, "expiry": expiry}
         if until is not None:
             query["ts"] = {"$lte": until.timestamp()}
@@ -141,7 +158,15 @@ class Store:
             docs = list(cursor.limit(limit) if limit else cursor)
         if limit:
             docs.reverse()
-        return [OptionChain.from_doc(d) for d in docs]
+        if skipped is None:
+            return [OptionChain.from_doc(d) for d in docs]
+        chains = []
+        for doc in docs:
+            try:
+                chains.append(OptionChain.from_doc(doc))
+            except (KeyError, TypeError, ValueError):
+                skipped.append(str(doc.get("_id")))
+        return chains
 
     def history_days(self) -> list[date]:
         with self._thread_lock:
@@ -163,12 +188,18 @@ class Store:
         return float(docs[0]["spot"]) if docs and docs[0]["spot"] > 0 else None
 
     def prune(self, today: date, keep_days: int) -> list[date]:
-        """Drop history days older than `keep_days`; returns the dropped days."""
+        """Drop history days older than `keep_days`, and the `latest` documents of expiries that expired before the
+        same cutoff (each is ~12 KB and every view reload reads them all); returns the dropped days."""
         cutoff = today - timedelta(days=keep_days)
         dropped = [d for d in self.history_days() if d < cutoff]
         with self._atomic():
             for day in dropped:
                 self.db.drop_collection(history_collection(day))
+            expired = [d["_id"] for d in self.db.latest.find({"expiry": {"$lt": cutoff.isoformat()}}, {"_id": 1})]
+            for key in expired:
+                self.db.latest.delete_one({"_id": key})
+            if expired:
+                self._bump_version()
         return dropped
 
     def ensure_ttl(self, keep_days: int) -> list[str]:
@@ -256,6 +287,18 @@ class Store:
         with self._atomic():
             self.db.meta.update_one({"_id": f"pace:{name}", "next_at": {"$lt": until}}, {"$set": {"next_at": until}})
 
+    def pace(self, name: str) -> dict:
+        """The adaptive pace state stored beside the slot (oi/pace.py); empty until the first change."""
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": f"pace:{name}"}) or {}
+        return {k: doc[k] for k in ("pace", "floor", "floor_until") if k in doc}
+
+    def set_pace(self, name: str, state: dict) -> None:
+        # No upsert: a document without next_at would never match claim_slot's condition. The slot's document
+        # exists by then (a pace changes only after a claimed call).
+        with self._atomic():
+            self.db.meta.update_one({"_id": f"pace:{name}"}, {"$set": state})
+
     # --- refresher status shared with every worker --------------------------------------------------------------
     def set_status(self, status: dict) -> None:
         with self._atomic():
@@ -268,13 +311,37 @@ class Store:
         doc.pop("_id", None)
         return doc
 
+    # --- damaged embedded files (oi/store_repair.py) ---------------------------------------------------------------
+    def heal(self) -> list[str]:
+        """Move damaged collection files aside so montydb recreates them; a no-op on MongoDB."""
+        if self._files is None:
+            return []
+        from oi.store_repair import heal
+
+        with self._atomic():
+            moved = heal(self._files)
+        self.repaired.extend(moved)
+        return moved
+
+    def can_store(self, day: date) -> None:
+        """Raise a store error unless a chain for `day` could be written now: the data dir takes a write, and the
+        latest and the day's history collections can be read. Checked before an upstream call after a failed write,
+        so Dhan is not asked for answers that would be thrown away."""
+        if self._files is None:
+            return
+        with self._atomic():
+            self.db.probe.replace_one({"_id": "probe"}, {"_id": "probe", "day": day.isoformat()}, upsert=True)
+            self.db.latest.find_one({"_id": "-"})
+            self.db[history_collection(day)].find_one({"_id": "-"})
+
     def ping(self) -> bool:
+        # No traceback: an outage would log one per call; oi/store_monitor.py says once that the store is down.
         try:
             with self._thread_lock:
                 self.db.meta.find_one({"_id": "version"})
             return True
         except Exception:
-            log.warning("store ping failed", exc_info=True)
+            log.debug("store ping failed", exc_info=True)  # the traceback only at DEBUG
             return False
 
 
@@ -287,8 +354,9 @@ def open_store(mongo_uri: str, mongo_db: str, data_dir: Path) -> Store:
     if mongo_uri:
         import pymongo
 
+        # Short waits: with the server gone, each call gives up in 2 s instead of pymongo's 30 s (or our old 5 s).
         client = pymongo.MongoClient(
-            mongo_uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=10000
+            mongo_uri, serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=10000
         )
         return Store(client[mongo_db], "mongodb")
     from montydb import MontyClient, set_storage
@@ -297,4 +365,6 @@ def open_store(mongo_uri: str, mongo_db: str, data_dir: Path) -> Store:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / "monty.storage.cfg").exists():
         set_storage(str(path), storage="sqlite", use_bson=False)
-    return Store(MontyClient(str(path))[mongo_db], "embedded", lock_path=path / "store.lock")
+    store = Store(MontyClient(str(path))[mongo_db], "embedded", lock_path=path / "store.lock", files=path / mongo_db)
+    store.heal()  # damaged files from a crash: moved aside before anything reads them
+    return store

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -79,6 +80,8 @@ class ViewCache:
     symbols: tuple[str, ...]
     expiries_per_symbol: int
     lot_sizes: dict[str, int] = field(default_factory=dict)
+    # Whether a frame's time is in the session: only those join the in-memory series (the replay), as in the store.
+    in_session: Callable[[datetime], bool] = lambda when: True
     version: int = -1
     views: dict[tuple[str, str], View] = field(default_factory=dict)
     expiries: dict[str, list[str]] = field(default_factory=dict)  # per symbol, nearest first, with data only
@@ -106,7 +109,8 @@ class ViewCache:
             for expiry in have:
                 chain = chains[(symbol, expiry)]
                 line = series[(symbol, expiry)] = self._series(symbol, expiry, chain)
-                line.add(chain)
+                if self.in_session(chain.as_of):
+                    line.add(chain)
                 old = self.views.get((symbol, expiry))
                 if old is not None and old.chain.as_of == chain.as_of and old.series is line:
                     views[(symbol, expiry)] = old

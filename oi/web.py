@@ -7,8 +7,10 @@ Requests are answered from :class:`oi.views.ViewCache` (pre-serialized bytes in 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -74,7 +76,7 @@ def index() -> str:
         "symbols": list(rt.config.symbols),
         "strikes": rt.config.strikes_around_atm,
         "source": rt.source.name,
-        "refresh_ms": int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
+        "refresh_ms": int(max(2.0, min(rt.round_seconds(), 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
     return render_template("index.html", page_config=page_config, source=rt.source.name)
@@ -137,6 +139,8 @@ def api_oi() -> Response:
     if view is None:
         if at is not None and rt.views.get(symbol, expiry) is not None:
             raise ApiError(f"no data for {symbol} at or before that time in the session", 404)
+        if rt.views.get(symbol, None) is None:
+            return _warming_up(rt, symbol)
         if expiry is not None:
             raise ApiError(f"no data for {symbol} expiry {expiry}", 404)
         raise ApiError(f"no data for {symbol} yet", 404)
@@ -147,6 +151,13 @@ def api_oi() -> Response:
         head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
     return _json(dumps(head)[:-1] + b"," + view.body(around, interval)[1:])
+
+
+def _warming_up(rt: Service, symbol: str) -> Response:
+    """A configured symbol with no data yet (start-up, a new store): 503 + Retry-After, a state, not an error."""
+    resp = _json(dumps({"error": f"warming up: no data for {symbol} yet", "warming_up": True}), 503)
+    resp.headers["Retry-After"] = str(max(1, math.ceil(rt.round_seconds())))
+    return resp
 
 
 @bp.get("/api/history")
@@ -172,6 +183,16 @@ def _handle_http_error(exc: HTTPException) -> Response:
     return exc
 
 
+def _relative_redirect(response: Response) -> Response:
+    """Werkzeug's own redirects (``//x`` → ``/x``) are absolute, built from the Host header: an attacker's Host would
+    come back in ``Location``. Keep only the path and query (one leading slash, never ``//host``)."""
+    location = response.headers.get("Location")
+    if response.status_code in (301, 302, 307, 308) and location:
+        parts = urlsplit(location)
+        response.headers["Location"] = "/" + parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return response
+
+
 def _handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.path)
     return _json(dumps({"error": "internal error"}), 500)
@@ -189,6 +210,7 @@ def create_app(config: config_mod.Config | None = None, service: Service | None 
     app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
+    app.after_request(_relative_redirect)
     register_security(app, config)
     log.info("serving %s for %s (store: %s)", config.source, ", ".join(config.symbols), service.store.backend)
     return app

@@ -48,7 +48,7 @@
     for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
     const r = await fetch(path + "?" + q.toString(), { cache: "no-store" });
     const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.error || "HTTP " + r.status);
+    if (!r.ok) throw Object.assign(new Error(body.error || "HTTP " + r.status), { warmingUp: !!body.warming_up });
     return body;
   }
   const live = {
@@ -501,7 +501,8 @@
       });
       render(d);
     } catch (err) {
-      showBanner("Could not load data: " + err.message + ". Retrying…");
+      // 503 "warming up": the service has no data for this symbol yet (start-up), a loading state, not an error
+      showBanner(err.warmingUp ? "Waiting for the first data…" : "Could not load data: " + err.message + ". Retrying…");
     } finally {
       state.inflight = false;
       if (state.pending) {

@@ -80,11 +80,22 @@ def runner(app):
     return app.test_cli_runner()
 
 
-def real_mongo_store(db_name: str) -> Store:
-    """A Store on the MongoDB at OI_TEST_MONGO_URI, database `db_name` emptied; skips when none is configured."""
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory) -> str:
+    """A real MongoDB server for the session: OI_TEST_MONGO_URI if set, else a SecantusDB subprocess on loopback."""
     uri = os.environ.get("OI_TEST_MONGO_URI")
-    if not uri:
-        pytest.skip("OI_TEST_MONGO_URI not set: no MongoDB server on this machine")
+    if uri:
+        yield uri
+        return
+    from tests.mongo_server import MongoServer
+
+    server = MongoServer(tmp_path_factory.mktemp("mongo") / "data").start()
+    yield server.uri
+    server.stop()
+
+
+def real_mongo_store(db_name: str, uri: str) -> Store:
+    """A Store on the MongoDB at `uri` (the `mongo_uri` fixture), database `db_name` emptied."""
     store = open_store(uri, db_name, None)
     store.db.client.drop_database(db_name)
     return store

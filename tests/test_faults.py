@@ -15,7 +15,7 @@ import mongomock
 import pytest
 
 from oi.market.calendar import IST
-from oi.refresher import MAX_BACKOFF_SECONDS
+from oi.pace import CAP_FACTOR, WIDEN
 from oi.store import Store
 from oi.web import create_app
 from tests.conftest import MONDAY_1100, make_config
@@ -216,7 +216,9 @@ def test_rate_limit_backs_off_with_jitter_never_faster_than_the_pace(fake_dhan, 
     backoffs = gaps[1:]
     assert all(b > a for a, b in itertools.pairwise(backoffs))  # the gaps grow
     for level, gap in enumerate(backoffs, 1):
-        base = INTERVAL * 2**level  # doubled each time, plus up to 25% jitter, checked on the next tick
+        # (issue #14) the refused slot plus one widened pace (×1.25 each time, oi/pace.py), plus up to 25% jitter,
+        # checked on the next tick
+        base = INTERVAL * WIDEN ** (level - 1) + INTERVAL * WIDEN**level
         assert base <= gap <= 1.25 * base + STEP
 
 
@@ -229,9 +231,11 @@ def test_rate_limit_jitter_differs_between_processes(fake_dhan, store, timer):
 
 
 def test_rate_limit_backoff_is_capped(fake_dhan, store, timer):
-    gaps = rate_limited_gaps(fake_dhan, store, timer, seed=3, limits=7, step=1.0)
-    assert max(gaps) <= MAX_BACKOFF_SECONDS * 1.25 + 1.0
-    assert gaps[-1] >= MAX_BACKOFF_SECONDS  # 3 × 2⁷ = 384 s, capped
+    # (issue #14) a burst of rate limits never turns into a long silence: the wait stays at the pace's cap
+    cap = 2 * INTERVAL * CAP_FACTOR  # the refused slot and the widened pace, each at most 4 × the minimum
+    gaps = rate_limited_gaps(fake_dhan, store, timer, seed=3, limits=9, step=1.0)
+    assert max(gaps) <= cap * 1.25 + 1.0
+    assert gaps[-1] >= cap  # 3 × 1.25⁹ = 22 s per pace, capped at 12 s
 
 
 @pytest.mark.parametrize("spot", [pytest.param(0, id="zero"), pytest.param(None, id="missing")])

@@ -150,8 +150,8 @@ def test_history_of_a_day_is_kept_whole_until_it_is_dropped(backend):
     assert backend.prune(TODAY + timedelta(days=1), 30) == [early.date()]
 
 
-def test_ttl_index_on_a_real_mongodb():
-    store = real_mongo_store("oi_retention_test")
+def test_ttl_index_on_a_real_mongodb(mongo_uri):
+    store = real_mongo_store("oi_retention_test", mongo_uri)
     try:
         seed(store, (0, 12))
         assert refresher(store, FakeTimer()).prune(10) == days(12)

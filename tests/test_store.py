@@ -1,6 +1,7 @@
 """One contract suite, run against every MongoDB backend available here.
 
-Real MongoDB is not installable on these machines; set OI_TEST_MONGO_URI to run the suite against one.
+"mongodb" is a real MongoDB wire server: SecantusDB started by the session's `mongo_uri` fixture, or the server at
+OI_TEST_MONGO_URI.
 """
 
 from datetime import date, datetime, timedelta
@@ -21,8 +22,8 @@ def _mongomock_ng():
     return Store(mongomock_ng.MongoClient()["oi"], "mongomock-ng")
 
 
-def _real_mongo():
-    return real_mongo_store("oi_contract_test")
+def _real_mongo(uri: str):
+    return real_mongo_store("oi_contract_test", uri)
 
 
 @pytest.fixture(params=["mongomock", "mongomock-ng", "embedded", "mongodb"])
@@ -33,7 +34,7 @@ def backend(request, tmp_path):
         return _mongomock_ng()
     if request.param == "embedded":
         return open_store("", "oi", tmp_path)
-    return _real_mongo()
+    return _real_mongo(request.getfixturevalue("mongo_uri"))
 
 
 def chain(symbol="NIFTY", expiry="2026-11-24", at=T0, oi=100, spot=23850.0):
@@ -123,3 +124,16 @@ def test_prune_drops_whole_days(backend):
 
 def test_ping(backend):
     assert backend.ping()
+
+
+def test_prune_drops_latest_of_long_expired_expiries(backend):
+    # red team #14 finding 8: a `latest` document per expired expiry stayed forever, read on every view reload
+    for expiry in ("2026-09-01", "2026-10-20", "2026-10-27", "2026-11-24"):
+        backend.save_chain(chain(expiry=expiry))
+    version = backend.version()
+    backend.prune(T0.date(), keep_days=30)  # cutoff 2026-10-24
+    assert sorted(c.expiry for c in backend.latest_all()) == ["2026-10-27", "2026-11-24"]
+    assert backend.latest("NIFTY", "2026-11-24") == chain()  # what is kept is intact
+    assert backend.version() > version  # other processes reload their views
+    backend.prune(T0.date(), keep_days=30)
+    assert len(backend.latest_all()) == 2

@@ -12,6 +12,8 @@ from tests.fakes.dhan import CLIENT_ID, TOKEN
 from tests.fakes.moto import aws_env, moto_server
 from tests.session import record_session
 
+SESSION_EVENING = "2026-11-23T16:00:00+05:30"
+
 
 @pytest.fixture(scope="module")
 def moto_url():
@@ -22,7 +24,9 @@ def moto_url():
 @pytest.fixture
 def env() -> dict[str, str]:
     """The command's whole environment (nothing from the developer's shell)."""
-    return {"OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo"}
+    # OI_NOW: the evening of the recorded session (tests.session.DAY), so it is the last session (#14: the demo
+    # source no longer skips that check).
+    return {"OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo", "OI_NOW": SESSION_EVENING}
 
 
 @pytest.fixture
@@ -124,3 +128,13 @@ def test_out_renders_without_aws(store, tmp_path, monkeypatch, run):
 def test_missing_bucket_is_a_usage_error(store, capsys, run):
     assert run([], store=store) == 2
     assert "S3_BUCKET_NAME" in capsys.readouterr().err
+
+
+def test_demo_source_must_have_the_last_session_too(s3, store, env, capsys, run):
+    # red team #14: with OI_SOURCE=demo the guard skipped its "newest data is the last session" check
+    client, bucket = s3
+    record_session(store)
+    env["OI_NOW"] = "2026-11-25T16:00:00+05:30"
+    assert run([], store=store) == 1
+    assert "the last session was 2026-11-25" in capsys.readouterr().err
+    assert objects(client, bucket) == {}

@@ -98,6 +98,7 @@ def test_healthz(client, rt, timer):
         "last_refresh": "2026-11-23T11:00:00+05:30",
         "data_age_seconds": 0.0,
         "store": "ok",
+        "pace_seconds": 3.0,  # issue #14: the adaptive pace in force
     }
 
 
@@ -150,7 +151,7 @@ def test_follower_process_picks_up_new_data_via_version(dhan_env, store, timer):
     follower_app = create_app(make_config(**dhan_env), store=store, timer=timer)
     follower = follower_app.extensions["oi"]
     fill(leader, timer, 2)
-    assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 404
+    assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 503  # #14: was 404; warming up
     follower.tick()  # not the lease holder: makes no upstream call, only notices the new version
     assert follower_app.test_client().get("/api/oi?symbol=NIFTY").status_code == 200
 
@@ -172,3 +173,25 @@ def test_demo_source_by_default(tmp_path, timer):
     d = app.test_client().get("/api/oi?symbol=BANKNIFTY").get_json()
     assert d["source"] == "demo" and d["market_open"] is True and len(d["strikes"]) == 21
     assert d["atm"] == min((s["strike"] for s in d["strikes"]), key=lambda k: (abs(k - d["spot"]), k))
+
+
+def test_no_data_yet_is_503_warming_up_with_retry_after(client, rt, timer):
+    # Issue #14 item 5: a configured symbol with no data yet is a start-up state, not a client error.
+    for query in ("symbol=NIFTY", "symbol=NIFTY&expiry=2026-11-24", "symbol=NIFTY&interval=5"):
+        r = client.get("/api/oi?" + query)
+        assert r.status_code == 503, query
+        assert r.headers["Retry-After"] == "3"  # one round at the pace: 1 symbol × 3 s
+        assert r.get_json() == {"error": "warming up: no data for NIFTY yet", "warming_up": True}
+    fill(rt, timer, 2)
+    assert client.get("/api/oi?symbol=NIFTY").status_code == 200
+    assert client.get("/api/oi?symbol=NIFTY&expiry=2030-01-01").status_code == 404  # data, not that expiry
+
+
+@pytest.mark.parametrize("path", ["//healthz", "//", "/static//app.js", "//static//app.js?v=1"])
+def test_slash_redirects_never_echo_the_host_header(client, path):
+    # red team #14: werkzeug's merge-slashes 308 put the request's Host into an absolute Location
+    r = client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code == 308
+    location = r.headers["Location"]
+    assert "evil.example" not in location and location.startswith("/") and not location.startswith("//")
+    assert client.get(location).status_code in (200, 503)  # lands on the page it meant

@@ -17,7 +17,8 @@ import click
 from oi import snapshot
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
-from oi.store import open_store
+from oi.store import STORE_ERRORS, open_store
+from oi.store_monitor import describe_store
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,20 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     publishing = out is None
     if publishing and not config.s3_bucket:
         raise Failure("S3_BUCKET_NAME is not set (use --out DIR to render locally)", USAGE)
-    store = svc.store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
-    days = store.history_days()
     explicit = day is not None
-    day = day or (days[-1] if days else None)
-    if day is None:
-        raise Failure("refusing: the store holds no session data at all")
-    datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
+    try:
+        store = svc.store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
+        days = store.history_days()
+        day = day or (days[-1] if days else None)
+        if day is None:
+            raise Failure("refusing: the store holds no session data at all")
+        datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
+    except STORE_ERRORS as exc:
+        raise Failure(f"store unreachable: {describe_store(config.mongo_uri)} ({type(exc).__name__})") from None
     missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
-    if config.source != "demo" and not explicit:
-        # A failed day must not pass for a good one: the store's newest session has to be the last real session.
+    if not explicit:
+        # A failed day must not pass for a good one: the store's newest session has to be the last real session
+        # (whatever the source: the demo feed is no excuse to publish an old day as today's, red team #14).
         expected = calendar_from_config(config).last_session_day(clock_from_config(config)())
         if day < expected:
             late.insert(0, f"the newest data is from {day}, but the last session was {expected}")

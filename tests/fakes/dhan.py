@@ -18,6 +18,7 @@ ERRORS = json.loads((FIXTURES / "errors.json").read_text())
 
 
 SLEEP, DROP = "sleep", "drop"
+RATE_LIMITED = {"data": {"805": "Too many requests"}, "status": "failed"}
 
 
 def unsigned_jwt(claims: dict) -> str:
@@ -34,7 +35,9 @@ def dhan_jwt(exp: float, client_id: str = CLIENT_ID, **extra) -> str:
 class FakeDhan:
     """Records every call (`clock()` time, path, payload); `script` queues answers to send next: (status, body), or
     (SLEEP, seconds) to stall before answering (a timeout for a client with a shorter one), or (DROP, None) to close
-    the connection without answering. `clock` defaults to time.monotonic; tests driving a fake timer swap it in."""
+    the connection without answering. `clock` defaults to time.monotonic; tests driving a fake timer swap it in.
+    `min_gap` (seconds, off by default) is a limiter stricter than Dhan's documentation: a call arriving closer than
+    that to the previous one is refused with HTTP 429 and Dhan's 805 body, as users report from the real one."""
 
     def __init__(self, client_id: str = CLIENT_ID, token: str = TOKEN) -> None:
         self.client_id, self.token = client_id, token
@@ -44,6 +47,8 @@ class FakeDhan:
         self.expiries = json.loads((FIXTURES / "expirylist_NIFTY.json").read_text())
         self.known_ids = {13, 25, 27, 442, 51}
         self.calls: list[tuple[float, str, dict]] = []
+        self.min_gap: float | None = None
+        self.limited: list[float] = []  # clock() times of the calls the limiter refused
         self.script: deque[tuple[int, object]] = deque()
         # GET /v2/profile and /v2/RenewToken: answers to send next for RenewToken, and (path, token accepted) seen
         self.renew_script: deque[tuple[int, object]] = deque()
@@ -69,15 +74,21 @@ class FakeDhan:
                 if self.path != "/_calls":
                     return self._send(404, {})
                 with fake.lock:
-                    seen = [[t, p] for t, p, _ in fake.calls]
+                    limited = set(fake.limited)
+                    seen = [[t, p, t in limited] for t, p, _ in fake.calls]
                 return self._send(200, seen)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 with fake.lock:
-                    fake.calls.append((fake.clock(), self.path, payload))
+                    now = fake.clock()
+                    previous = fake.calls[-1][0] if fake.calls else None
+                    fake.calls.append((now, self.path, payload))
                     scripted = fake.script.popleft() if fake.script else None
+                    if scripted is None and fake.min_gap and previous is not None and now - previous < fake.min_gap:
+                        fake.limited.append(now)
+                        scripted = (429, RATE_LIMITED)
                 if self.headers.get("access-token") != fake.token or self.headers.get("client-id") != fake.client_id:
                     return self._send(401, ERRORS["token_invalid_DH901"]["body"])
                 if scripted is not None and scripted[0] == DROP:
@@ -155,10 +166,11 @@ def _exp(token: str) -> float | None:
         return None
 
 
-if __name__ == "__main__":  # used by benchmarks/: python -m tests.fakes.dhan PORTFILE
+if __name__ == "__main__":  # used by benchmarks/: python -m tests.fakes.dhan PORTFILE [MIN_GAP]
     import sys
 
     fake = FakeDhan().start()
+    fake.min_gap = float(sys.argv[2]) if len(sys.argv) > 2 else None
     Path(sys.argv[1]).write_text(fake.base_url)
     try:
         while True:
