@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from oi import config as config_mod
+from oi import http
 from oi.analytics import COMBINED, INTERVALS
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
 from oi.refresher import Refresher
@@ -130,9 +132,19 @@ def _symbol(rt: Runtime) -> str:
 
 
 def _json(body: bytes, status: int = 200) -> Response:
+    """An answer no cache may keep: errors and /healthz."""
     resp = Response(body, status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Cache-Control"] = http.NO_STORE
     return resp
+
+
+def _cached(rt: Runtime, key: object, build: Callable[[], bytes], now: datetime | None = None) -> Response:
+    """A live JSON answer: compressed once per body (`key` names it), conditional, edge-cacheable (oi/http.py)."""
+    now = now or rt.clock()
+    market_open = rt.market_open(now)
+    next_open = None if market_open else rt.calendar.next_open(now)
+    policy = http.cache_control(market_open, rt.config.refresh_period_seconds, now, next_open)
+    return http.respond(request, current_app.extensions["oi.http"].get(key, build), policy)
 
 
 @bp.errorhandler(ApiError)
@@ -156,7 +168,8 @@ def index() -> str:
 
 @bp.get("/api/symbols")
 def api_symbols() -> Response:
-    return _json(_rt().views.symbols_json)
+    body = _rt().views.symbols_json
+    return _cached(_rt(), body, lambda: body)
 
 
 def _small_int(raw: str) -> int | None:
@@ -181,14 +194,18 @@ def _interval() -> int | None:
 
 
 def _at() -> datetime | None:
-    raw = _param("at")
+    return _time_param("at")
+
+
+def _time_param(name: str) -> datetime | None:
+    raw = _param(name)
     if raw is None:
         return None
     try:
         # A naive time is taken as IST: that is what a trader means by "10:30".
         when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError("parameter 'at' must be an ISO-8601 time, e.g. 2026-11-23T10:30:00+05:30") from None
+        raise ApiError(f"parameter '{name}' must be an ISO-8601 time, e.g. 2026-11-23T10:30:00+05:30") from None
     return when if when.tzinfo else when.replace(tzinfo=IST)
 
 
@@ -219,8 +236,10 @@ def api_oi() -> Response:
     head = {"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)}
     if at is not None:
         head["at"] = at.isoformat()
-    # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
-    return _json(dumps(head)[:-1] + b"," + view.body(around, interval)[1:])
+    # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it; the pair is the
+    # cache key, so a body is compressed (and hashed for its ETag) once per view version and head values.
+    start, rest = dumps(head)[:-1] + b",", view.body(around, interval)
+    return _cached(rt, (rest, start), lambda: start + rest[1:], now)
 
 
 @bp.get("/api/history")
@@ -228,10 +247,11 @@ def api_history() -> Response:
     rt = _rt()
     symbol = _symbol(rt)
     expiry = _expiry()
-    body = rt.views.history(symbol, expiry)
+    since = _time_param("since")
+    body = rt.views.history(symbol, expiry, since)
     if body is None:
         raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
-    return _json(body)
+    return _cached(rt, body, lambda: body)
 
 
 @bp.get("/healthz")
@@ -383,6 +403,7 @@ def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
     app.json.sort_keys = False
     rt = register_runtime(app, config, **overrides)
     app.register_blueprint(bp)
+    http.register_http(app)
     app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
