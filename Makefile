@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench chromium
+.PHONY: run test lint bench chromium varnish
 
 $(BIN)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,18 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
-test: $(BIN)/.dev chromium
+# The edge-cache tests and benchmarks/edge.py put Debian's Varnish in front of the app, as Cloudflare is in production.
+varnish:
+	@command -v varnishd >/dev/null || [ -x /usr/sbin/varnishd ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq varnish; }
+
+test: $(BIN)/.dev chromium varnish
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# All benchmarks (about 20 minutes, memory.py alone samples for 10), or some: make bench BENCH="serve load".
-BENCH ?= serve load upstream_calls snapshot memory
-bench: $(BIN)/.dev
+# All benchmarks (about 25 minutes, memory.py alone samples for 10), or some: make bench BENCH="serve load".
+BENCH ?= serve load upstream_calls snapshot memory edge
+bench: $(BIN)/.dev varnish
 	@for name in $(BENCH); do echo "== benchmarks/$$name.py"; $(BIN)/python benchmarks/$$name.py || exit 1; done
