@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import brotli
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, url_for
 from flask import request as flask_request
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ GZIP_LEVEL = 9  # once per body, not per request: the smallest output is worth t
 BROTLI_QUALITY = 11
 MIN_COMPRESS = 256  # below this an encoded body saves nothing worth a header
 NO_STORE = "no-store"
+# The page's HTML changes only with a deploy: browsers revalidate it, the edge may keep it a minute.
+PAGE_CACHE = "public, max-age=0, s-maxage=60"
 CLOSED_MAX_SECONDS = 3600  # after the close; bounded so a calendar surprise (a special session) heals in an hour
 VARY = "Accept-Encoding"
 
@@ -139,9 +141,11 @@ def respond(
 
 class StaticFiles:
     """The static assets, read and compressed once at start: a few tens of KB, so cheaper than compressing on
-    every request (flask-compress) or keeping a cache for that. Browsers revalidate on each page load (a 304)."""
+    every request (flask-compress) or keeping a cache for that. The page names them with their content hash
+    (``?v=``), so those URLs are cached for good; any other URL of an asset is revalidated on each use."""
 
     CACHE = "public, no-cache"
+    IMMUTABLE = "public, max-age=31536000, immutable"
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -163,11 +167,17 @@ class StaticFiles:
         if found is None:
             return None
         encoded, content_type = found
-        return respond(request, encoded, self.CACHE, content_type)
+        cache = self.IMMUTABLE if request.args.get("v") == encoded.etag else self.CACHE
+        return respond(request, encoded, cache, content_type)
+
+    def version(self, filename: str) -> str | None:
+        found = self.files.get(filename)
+        return found[0].etag if found else None
 
 
 def register_http(app: Flask) -> EncodedCache:
-    """Give `app` its encoded-body cache and serve its static assets pre-compressed."""
+    """Give `app` its encoded-body cache, serve its static assets pre-compressed, and make the templates' `asset()`
+    name them by content hash."""
     cache = app.extensions["oi.http"] = EncodedCache()
     files = StaticFiles(Path(app.static_folder))
     flask_static = app.view_functions["static"]
@@ -176,4 +186,5 @@ def register_http(app: Flask) -> EncodedCache:
         return files.serve(flask_request, filename) or flask_static(filename=filename)
 
     app.view_functions["static"] = static
+    app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name, v=files.version(name))
     return cache

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from oi import config as config_mod
@@ -153,7 +153,7 @@ def _bad_request(exc: ApiError) -> Response:
 
 
 @bp.get("/")
-def index() -> str:
+def index() -> Response:
     rt = _rt()
     page_config = {
         "mode": "live",
@@ -163,7 +163,10 @@ def index() -> str:
         "refresh_ms": int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
-    return render_template("index.html", page_config=page_config, source=rt.source.name)
+    page = render_template("index.html", page_config=page_config, source=rt.source.name).encode()
+    return http.respond(
+        request, current_app.extensions["oi.http"].get(page, lambda: page), http.PAGE_CACHE, "text/html; charset=utf-8"
+    )
 
 
 @bp.get("/api/symbols")
@@ -403,8 +406,7 @@ def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
     app.json.sort_keys = False
     rt = register_runtime(app, config, **overrides)
     app.register_blueprint(bp)
-    http.register_http(app)
-    app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
+    http.register_http(app)  # also the templates' asset(): static URLs with a content hash
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     register_security(app, config)

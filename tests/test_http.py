@@ -240,3 +240,19 @@ def test_encoded_cache_builds_once_and_stays_within_budget():
     for n in range(2, 12):
         cache.get(n, lambda n=n: build(n))
     assert cache.used <= 20_000 and 1 not in cache._entries and 11 in cache._entries
+
+
+def test_page_names_assets_by_content_hash(client, rt, timer):
+    import re
+
+    page = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert (
+        page.headers["Cache-Control"] == "public, max-age=0, s-maxage=60" and page.headers["Vary"] == "Accept-Encoding"
+    )
+    html = gzip.decompress(page.data).decode()
+    src = re.search(r'src="(/static/app\.js\?v=[^"]+)"', html).group(1)
+    versioned = client.get(src)
+    assert versioned.status_code == 200 and "immutable" in versioned.headers["Cache-Control"]
+    assert versioned.headers["ETag"].strip('"') == src.rsplit("=", 1)[1]  # the hash of what is served
+    assert client.get("/static/app.js?v=old").headers["Cache-Control"] == "public, no-cache"
+    assert client.get("/", headers={"If-None-Match": client.get("/").headers["ETag"]}).status_code == 304
