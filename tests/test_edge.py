@@ -92,7 +92,7 @@ def test_pollers_through_the_cache(origin):
     with varnish.varnish(port, SECRET) as edge:
         direct = requests.get(f"http://127.0.0.1:{port}{OI}", timeout=5)
         assert direct.status_code == 403  # the origin answers nobody without the secret the edge adds
-        first = requests.get(edge + OI, timeout=5)
+        first = requests.get(edge.url + OI, timeout=5)
         assert first.status_code == 200 and SECRET not in str(first.headers) and SECRET.encode() not in first.content
         ttl = ttl_of(first)
         assert 1 <= ttl <= period / 2
@@ -106,8 +106,8 @@ def test_pollers_through_the_cache(origin):
             with requests.Session() as s:
                 while not stop.is_set():
                     try:
-                        r = s.get(edge + OI, timeout=5)
-                        s.get(edge + SYMBOLS, timeout=5).raise_for_status()
+                        r = s.get(edge.url + OI, timeout=5)
+                        s.get(edge.url + SYMBOLS, timeout=5).raise_for_status()
                         r.raise_for_status()
                         seen[i].setdefault(json.loads(r.content)["as_of"], time.monotonic())
                     except (requests.RequestException, ValueError) as exc:
@@ -152,9 +152,9 @@ def test_errors_are_not_cached_by_the_edge(origin):
     _, _, counting, port = origin
     with varnish.varnish(port, SECRET) as edge:
         for _ in range(5):
-            r = requests.get(edge + "/api/oi?symbol=NOPE", timeout=5)
+            r = requests.get(edge.url + "/api/oi?symbol=NOPE", timeout=5)
             assert r.status_code == 400 and r.headers["Cache-Control"] == "no-store"
-            h = requests.get(edge + "/healthz", timeout=5)
+            h = requests.get(edge.url + "/healthz", timeout=5)
             assert h.headers["Cache-Control"] == "no-store"
         assert counting.seen[("/api/oi?symbol=NOPE", "gzip")] == 5
         assert counting.seen[("/healthz", "gzip")] == 5
@@ -167,7 +167,7 @@ def test_the_page_works_through_the_cache(tmp_path, monkeypatch):
     @contextmanager
     def serve_behind_cache(app):
         with browser.serve(app) as url, varnish.varnish(int(url.rstrip("/").rsplit(":", 1)[1])) as edge:
-            yield edge + "/"
+            yield edge.url + "/"
 
     monkeypatch.setattr(test_browser, "serve", serve_behind_cache)
     test_browser.test_dashboard_renders_and_updates_without_reload(tmp_path)

@@ -5,6 +5,7 @@ add the origin secret on the way to the origin the way the transform rule does).
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
@@ -45,6 +47,25 @@ sub vcl_deliver {{
 """
 
 
+@dataclass
+class Edge:
+    url: str
+    workdir: Path
+
+    def origin_counters(self) -> dict[str, int]:
+        """What Varnish sent to and got from the origin so far: requests, and response header and body bytes."""
+        out = subprocess.run(
+            ["varnishstat", "-n", str(self.workdir), "-1", "-j"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+        counters = json.loads(out)
+        counters = counters.get("counters", counters)
+        wanted = {"req": 0, "beresp_hdrbytes": 0, "beresp_bodybytes": 0}
+        for name, value in counters.items():
+            if name.startswith("VBE.") and name.rsplit(".", 1)[-1] in wanted and isinstance(value, dict):
+                wanted[name.rsplit(".", 1)[-1]] += int(value.get("value", 0))
+        return wanted
+
+
 def available() -> bool:
     return Path(VARNISHD).exists()
 
@@ -56,8 +77,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def varnish(origin_port: int, secret: str = "", memory: str = "64m") -> Iterator[str]:
-    """varnishd in the foreground on a free loopback port in front of 127.0.0.1:`origin_port`; yields its URL.
+def varnish(origin_port: int, secret: str = "", memory: str = "64m") -> Iterator[Edge]:
+    """varnishd in the foreground on a free loopback port in front of 127.0.0.1:`origin_port`.
 
     Grace comes only from the origin's stale-while-revalidate (default_grace=0), and kept objects are revalidated
     with If-None-Match (default_keep), as a CDN does."""
@@ -101,7 +122,7 @@ def varnish(origin_port: int, secret: str = "", memory: str = "64m") -> Iterator
                     if time.monotonic() > deadline:
                         raise RuntimeError("varnishd did not start listening within 30 s") from None
                     time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
+            yield Edge(f"http://127.0.0.1:{port}", Path(tmp) / "work")
         finally:
             proc.terminate()
             try:
