@@ -4,7 +4,8 @@ Starts the service as `oi.service` runs it (gunicorn, demo source, market forced
 (tests/varnish.py, configured like Cloudflare with the project's Cache Rule) in front of it. A viewer behaves like
 the page: it loads `/` and the assets it names, then polls `/api/symbols` and `/api/oi` on the data's cadence (the
 next version is due at `as_of` + the refresh period; a poll that finds no new version retries a second later) and
-`/api/history?since=<last point>` every 20 s, sending `Accept-Encoding: gzip, br` and `If-None-Match` like a browser.
+`/api/history?since=<last point>` every 20 s, sending `Accept-Encoding: gzip, br` and `If-None-Match` like a browser,
+and like a browser reusing an answer without asking while its `max-age` (less its `Age`) lasts.
 Every viewer watches the page's default symbol (the first), as a new viewer does.
 
 1. Through the cache, 1 viewer then VIEWERS viewers for DURATION s each: origin requests/min and bytes/min (from
@@ -57,9 +58,11 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     not_modified: int = 0
+    browser_cached: int = 0  # answered from the (emulated) browser cache, no request
     load_bytes: int = 0  # the page load: HTML, assets, first symbols/oi/history
     poll_bytes: int = 0  # everything after, as received (status line, headers, body)
     versions: int = 0  # new /api/oi versions seen, summed over viewers
+    by_path: dict[str, int] = field(default_factory=dict)  # polling bytes by path (no query)
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -77,13 +80,18 @@ async def viewer(url: str, period: float, index: int, stop: float, tally: Tally,
     conn = Connection.to(url)
     tags: dict[str, str] = {}
     bodies: dict[str, bytes] = {}
+    fresh: dict[str, float] = {}  # monotonic time until which the browser would reuse its copy
+    polling = False  # past the page load
     rng = random.Random(index)
 
     async def fetch(path: str) -> bytes | None:
+        if time.monotonic() < fresh.get(path, 0):
+            tally.browser_cached += 1
+            return bodies[path]  # still fresh in the browser's cache: no request at all
         headers = {"Accept-Encoding": ACCEPT}
         if path in tags:
             headers["If-None-Match"] = tags[path]
-        t0 = time.perf_counter()
+        t0, mark = time.perf_counter(), conn.received
         try:
             status, body = await conn.get(path, headers=headers)
         except TimeoutError:
@@ -96,6 +104,12 @@ async def viewer(url: str, period: float, index: int, stop: float, tally: Tally,
             return None
         tally.latencies.append(time.perf_counter() - t0)
         tally.requests += 1
+        if polling:
+            kind = path.split("?", 1)[0]
+            tally.by_path[kind] = tally.by_path.get(kind, 0) + conn.received - mark
+        max_age = re.search(r"max-age=(\d+)", conn.headers.get("cache-control", ""))
+        if max_age and status in (200, 304):
+            fresh[path] = time.monotonic() + int(max_age.group(1)) - int(conn.headers.get("age", "0"))
         if status == 304 and path in bodies:
             tally.not_modified += 1
             return bodies[path]
@@ -123,24 +137,23 @@ async def viewer(url: str, period: float, index: int, stop: float, tally: Tally,
         history = await fetch(f"/api/history?symbol={symbol}")
         last_point = json.loads(history)["points"][-1]["as_of"] if history and json.loads(history)["points"] else None
         tally.load_bytes += conn.received
-        mark = conn.received
-        as_of = json.loads(oi)["as_of"] if oi else None
+        mark, polling = conn.received, True
+        shown = json.loads(oi)["as_of"] if oi else None  # the version on screen
+        retry = shown is None
         history_due = time.monotonic() + HISTORY_EVERY
         while True:
-            due_wall = datetime.fromisoformat(as_of).timestamp() + period if as_of else time.time() + RETRY
-            wait = max(RETRY if as_of else 0.0, due_wall - time.time()) + rng.uniform(0, 0.5)
+            due = RETRY if retry else datetime.fromisoformat(shown).timestamp() + period - time.time()
+            wait = max(0.0, due) + rng.uniform(0, 0.5)
             if time.monotonic() + wait >= stop:
                 break
             await asyncio.sleep(wait)
             await fetch("/api/symbols")
             oi = await fetch(oi_path)
-            if oi is not None:
-                new = json.loads(oi)["as_of"]
-                if new != as_of:
-                    tally.versions += 1
-                    as_of = new
-                else:
-                    as_of = None  # not there yet: try again shortly
+            new = json.loads(oi)["as_of"] if oi is not None else None
+            retry = new is None or new == shown  # not there yet: try again shortly
+            if not retry:
+                tally.versions += 1
+                shown = new
             if time.monotonic() >= history_due:
                 history_due += HISTORY_EVERY
                 since = f"&since={last_point}" if last_point else ""
@@ -237,13 +250,21 @@ def main() -> None:
         session = load + per_min * SESSION_MINUTES
         print(
             f"  requests {tally.requests}, 304s {tally.not_modified}, errors {sum(tally.errors.values())}, "
-            f"p99 {ms(tally.latencies, 99)} ms"
+            f"p99 {ms(tally.latencies, 99)} ms, answered by the browser cache {tally.browser_cached}"
         )
         print(
             f"  per viewer: page load {load / 1024:.1f} KB, then {per_min / 1024:.1f} KB/min "
             f"({tally.versions / args.viewers / steady_minutes:.1f} new versions/min)"
         )
         print(f"  per 6.25 h session: {session / 1e6:.2f} MB (goal ≤ 3 MB)")
+        polled = {k: v for k, v in tally.by_path.items() if k.startswith("/api/")}
+        print(
+            "  of which, per session: "
+            + ", ".join(
+                f"{k} {v / args.viewers / steady_minutes * SESSION_MINUTES / 1e6:.2f} MB" for k, v in polled.items()
+            )
+            + " (polling only)"
+        )
         print(
             f"  server CPU: {idle:.3f} cores with nobody watching, {cores:.3f} with {args.viewers} viewers: "
             f"{(cores - idle) * 100 / args.viewers:.4f} cores per 100 viewers (t4g.nano baseline 0.1)"

@@ -6,10 +6,11 @@ request only picks the bytes its ``Accept-Encoding`` allows or answers ``304``. 
 bytes (the per-request head included), so it is strong and changes exactly when what a viewer would read changes;
 each encoding has its own tag (``-gz``, ``-br``) because a strong tag names one exact byte sequence.
 
-Cache policy (:func:`cache_control`): in market hours the live JSON may be reused for at most half the refresh
-period, by browsers and shared caches (Cloudflare) alike, with as much again of stale-while-revalidate, so a viewer
-is never more than one refresh period behind; after the close the data does not move until the next session, so
-it is cached until then (capped at an hour). Errors and ``/healthz`` are ``no-store``.
+Cache policy (:func:`cache_control`): in market hours the live JSON may be reused for at most half the period at
+which it changes (the refresh period for ``/api/oi``; a minute for the history, one point a minute, and the symbol
+list), by browsers and shared caches (Cloudflare) alike, with as much again of stale-while-revalidate, so a viewer
+is never more than one period behind; after the close the data does not move until the next session, so it is
+cached until then (capped at an hour). Errors and ``/healthz`` are ``no-store``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ MIN_COMPRESS = 256  # below this an encoded body saves nothing worth a header
 NO_STORE = "no-store"
 # The page's HTML changes only with a deploy: browsers revalidate it, the edge may keep it a minute.
 PAGE_CACHE = "public, max-age=0, s-maxage=60"
+MINUTE = 60.0  # the cadence of answers that change at most once a minute (history, the symbol list)
 CLOSED_MAX_SECONDS = 3600  # after the close; bounded so a calendar surprise (a special session) heals in an hour
 VARY = "Accept-Encoding"
 

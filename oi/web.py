@@ -138,12 +138,16 @@ def _json(body: bytes, status: int = 200) -> Response:
     return resp
 
 
-def _cached(rt: Runtime, key: object, build: Callable[[], bytes], now: datetime | None = None) -> Response:
-    """A live JSON answer: compressed once per body (`key` names it), conditional, edge-cacheable (oi/http.py)."""
+def _cached(
+    rt: Runtime, key: object, build: Callable[[], bytes], now: datetime | None = None, slow: bool = False
+) -> Response:
+    """A live JSON answer: compressed once per body (`key` names it), conditional, edge-cacheable (oi/http.py).
+    `slow`: the answer changes at most once a minute (history: a point a minute; the symbol list), not per refresh."""
     now = now or rt.clock()
     market_open = rt.market_open(now)
     next_open = None if market_open else rt.calendar.next_open(now)
-    policy = http.cache_control(market_open, rt.config.refresh_period_seconds, now, next_open)
+    period = rt.config.refresh_period_seconds
+    policy = http.cache_control(market_open, max(period, http.MINUTE) if slow else period, now, next_open)
     return http.respond(request, current_app.extensions["oi.http"].get(key, build), policy)
 
 
@@ -172,7 +176,7 @@ def index() -> Response:
 @bp.get("/api/symbols")
 def api_symbols() -> Response:
     body = _rt().views.symbols_json
-    return _cached(_rt(), body, lambda: body)
+    return _cached(_rt(), body, lambda: body, slow=True)
 
 
 def _small_int(raw: str) -> int | None:
@@ -254,7 +258,7 @@ def api_history() -> Response:
     body = rt.views.history(symbol, expiry, since)
     if body is None:
         raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
-    return _cached(rt, body, lambda: body)
+    return _cached(rt, body, lambda: body, slow=True)
 
 
 @bp.get("/healthz")
