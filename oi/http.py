@@ -90,28 +90,31 @@ class EncodedCache:
     for again, so insertion order is a good enough eviction order). Lookups take no lock; a miss builds under one,
     so a crowd arriving at a new version compresses it once."""
 
-    def __init__(self, budget_bytes: int = 8 << 20) -> None:
+    # The live set is small (one entry per view, window and head in use: ~20 KB each; a few hundred KB for five
+    # symbols with three expiries); the budget only bounds how many old versions linger before they are dropped.
+    def __init__(self, budget_bytes: int = 2 << 20) -> None:
         self.budget = budget_bytes
         self.used = 0
         self.builds = 0
-        self._entries: dict[Hashable, Encoded] = {}
+        self._entries: dict[Hashable, tuple[Encoded, int]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, build: Callable[[], bytes]) -> Encoded:
         found = self._entries.get(key)
         if found is not None:
-            return found
+            return found[0]
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
-                return found
+                return found[0]
             encoded = Encoded.of(build())
             self.builds += 1
-            self._entries[key] = encoded
-            self.used += encoded.size
+            parts = key if isinstance(key, tuple) else (key,)
+            size = encoded.size + sum(len(p) for p in parts if isinstance(p, bytes))  # keys keep their bytes alive
+            self._entries[key] = (encoded, size)
+            self.used += size
             while self.used > self.budget and len(self._entries) > 1:
-                oldest = next(iter(self._entries))
-                self.used -= self._entries.pop(oldest).size
+                self.used -= self._entries.pop(next(iter(self._entries)))[1]
             return encoded
 
 
