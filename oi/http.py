@@ -36,6 +36,9 @@ GZIP_LEVEL = 9  # once per body, not per request: the smallest output is worth t
 # Quality 11 is ~25% smaller than gzip -9 on the chain JSON (2.3 KB vs 3.0 KB for 21 strikes) for ~20 ms once per
 # view version; qualities 5-9 save only 5-8% (README, "Cost at scale").
 BROTLI_QUALITY = 11
+# For answers few viewers share (a replay's ?at=, an old ?since=), whose variety a client controls: ~1 ms instead of
+# ~20, so that asking for many of them cannot cost the server much more than asking for one live answer.
+QUICK_GZIP_LEVEL, QUICK_BROTLI_QUALITY = 6, 5
 MIN_COMPRESS = 256  # below this an encoded body saves nothing worth a header
 NO_STORE = "no-store"
 # The page's HTML changes only with a deploy: browsers revalidate it, the edge may keep it a minute.
@@ -59,11 +62,11 @@ class Encoded:
     br: bytes | None = None
 
     @classmethod
-    def of(cls, plain: bytes) -> Encoded:
+    def of(cls, plain: bytes, quick: bool = False) -> Encoded:
         if len(plain) < MIN_COMPRESS:
             return cls(plain, _tag(plain))
-        gz = gzip.compress(plain, GZIP_LEVEL, mtime=0)
-        br = brotli.compress(plain, mode=brotli.MODE_TEXT, quality=BROTLI_QUALITY)
+        gz = gzip.compress(plain, QUICK_GZIP_LEVEL if quick else GZIP_LEVEL, mtime=0)
+        br = brotli.compress(plain, mode=brotli.MODE_TEXT, quality=QUICK_BROTLI_QUALITY if quick else BROTLI_QUALITY)
         return cls(
             plain,
             _tag(plain),
@@ -99,7 +102,7 @@ class EncodedCache:
         self._entries: dict[Hashable, tuple[Encoded, int]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, build: Callable[[], bytes]) -> Encoded:
+    def get(self, key: Hashable, build: Callable[[], bytes], quick: bool = False) -> Encoded:
         found = self._entries.get(key)
         if found is not None:
             return found[0]
@@ -107,7 +110,7 @@ class EncodedCache:
             found = self._entries.get(key)
             if found is not None:
                 return found[0]
-            encoded = Encoded.of(build())
+            encoded = Encoded.of(build(), quick)
             self.builds += 1
             parts = key if isinstance(key, tuple) else (key,)
             size = encoded.size + sum(len(p) for p in parts if isinstance(p, bytes))  # keys keep their bytes alive

@@ -139,16 +139,22 @@ def _json(body: bytes, status: int = 200) -> Response:
 
 
 def _cached(
-    rt: Runtime, key: object, build: Callable[[], bytes], now: datetime | None = None, slow: bool = False
+    rt: Runtime,
+    key: object,
+    build: Callable[[], bytes],
+    now: datetime | None = None,
+    slow: bool = False,
+    quick: bool = False,
 ) -> Response:
     """A live JSON answer: compressed once per body (`key` names it), conditional, edge-cacheable (oi/http.py).
-    `slow`: the answer changes at most once a minute (history: a point a minute; the symbol list), not per refresh."""
+    `slow`: the answer changes at most once a minute (history: a point a minute; the symbol list), not per refresh.
+    `quick`: cheaper compression, for answers whose variety the client picks (?at=, ?since=)."""
     now = now or rt.clock()
     market_open = rt.market_open(now)
     next_open = None if market_open else rt.calendar.next_open(now)
     period = rt.config.refresh_period_seconds
     policy = http.cache_control(market_open, max(period, http.MINUTE) if slow else period, now, next_open)
-    return http.respond(request, current_app.extensions["oi.http"].get(key, build), policy)
+    return http.respond(request, current_app.extensions["oi.http"].get(key, build, quick), policy)
 
 
 @bp.errorhandler(ApiError)
@@ -246,7 +252,7 @@ def api_oi() -> Response:
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it; the pair is the
     # cache key, so a body is compressed (and hashed for its ETag) once per view version and head values.
     start, rest = dumps(head)[:-1] + b",", view.body(around, interval)
-    return _cached(rt, (rest, start), lambda: start + rest[1:], now)
+    return _cached(rt, (rest, start), lambda: start + rest[1:], now, quick=at is not None)
 
 
 @bp.get("/api/history")
@@ -258,7 +264,7 @@ def api_history() -> Response:
     body = rt.views.history(symbol, expiry, since)
     if body is None:
         raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
-    return _cached(rt, body, lambda: body, slow=True)
+    return _cached(rt, body, lambda: body, slow=True, quick=since is not None)
 
 
 @bp.get("/healthz")

@@ -256,3 +256,16 @@ def test_page_names_assets_by_content_hash(client, rt, timer):
     assert versioned.headers["ETag"].strip('"') == src.rsplit("=", 1)[1]  # the hash of what is served
     assert client.get("/static/app.js?v=old").headers["Cache-Control"] == "public, no-cache"
     assert client.get("/", headers={"If-None-Match": client.get("/").headers["ETag"]}).status_code == 304
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_replay_answers_decode_too(client, rt, timer, moving, quick):
+    """?at= answers take the quick compression; both settings decode to the plain body."""
+    for _ in range(3):
+        step(rt, timer, moving)
+    path = "/api/oi?symbol=NIFTY&at=2026-11-23T11:01:00" if quick else "/api/oi?symbol=NIFTY"
+    plain = client.get(path).data
+    for coding, decode in (("gzip", gzip.decompress), ("br", brotli.decompress)):
+        r = client.get(path, headers={"Accept-Encoding": coding})
+        assert r.headers["Content-Encoding"] == coding and decode(r.data) == plain
+    assert Encoded.of(plain, quick=quick).gzip is not None
