@@ -250,9 +250,10 @@ def api_oi() -> Response:
     if at is not None:
         head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it; the pair is the
-    # cache key, so a body is compressed (and hashed for its ETag) once per view version and head values.
+    # cache key, so a body is compressed (and hashed for its ETag) once per view version and head values. A stale
+    # reason can change every second ("data is 47 s old"), so those answers get the quick compression.
     start, rest = dumps(head)[:-1] + b",", view.body(around, interval)
-    return _cached(rt, (rest, start), lambda: start + rest[1:], now, quick=at is not None)
+    return _cached(rt, (rest, start), lambda: start + rest[1:], now, quick=at is not None or stale)
 
 
 @bp.get("/api/history")
