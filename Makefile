@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench chromium nginx
+.PHONY: run test lint bench system
 
 $(BIN)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,19 +19,18 @@ $(BIN)/.dev: requirements.txt requirements-dev.txt
 run: $(BIN)/.runtime
 	$(BIN)/python app.py
 
-# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
-chromium:
-	@command -v chromium >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+# Debian packages the tests and benchmarks run for real: Chromium for the browser tests (Playwright cannot download
+# its own browser here), nginx in front of gunicorn as on the box (deploy/nginx.conf), and Varnish standing in for
+# Cloudflare's edge cache. One apt-get for whichever are missing.
+system:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v varnishd >/dev/null || [ -x /usr/sbin/varnishd ] || missing="$$missing varnish"; \
+	[ -z "$$missing" ] || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; }
 
-# tests/test_nginx.py runs Debian's nginx in front of gunicorn (deploy/nginx.conf).
-nginx:
-	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx; }
-
-test: $(BIN)/.dev chromium nginx
+test: $(BIN)/.dev system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -39,5 +38,5 @@ test: $(BIN)/.dev chromium nginx
 # All benchmarks (about half an hour, memory.py alone samples for 10 minutes), or some: make bench BENCH="serve load".
 # Each run rewrites its own section of docs/benchmarks.md.
 BENCH ?=
-bench: $(BIN)/.dev chromium
+bench: $(BIN)/.dev system
 	$(BIN)/python benchmarks/report.py $(BENCH)

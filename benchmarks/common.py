@@ -288,6 +288,8 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
         self.connects = 0
         self.resent = 0
+        self.headers: dict[str, str] = {}  # of the last response, names in lower case
+        self.received = 0  # bytes of status lines, headers and bodies, as on the wire
 
     @classmethod
     def to(cls, url: str) -> Connection:
@@ -304,40 +306,50 @@ class Connection:
             self.writer.close()
         self.reader = self.writer = None
 
-    async def get(self, path: str, timeout: float = TIMEOUT) -> tuple[int, bytes]:
+    async def get(
+        self, path: str, timeout: float = TIMEOUT, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         async with asyncio.timeout(timeout):
             if self.writer is None or self.reader.at_eof():
                 await self._connect()
-                return await self._exchange(path)
+                return await self._exchange(path, extra)
             try:
-                return await self._exchange(path)
+                return await self._exchange(path, extra)
             except (StaleConnectionError, ConnectionResetError, BrokenPipeError):
                 self.resent += 1
                 await self._connect()
-                return await self._exchange(path)
+                return await self._exchange(path, extra)
 
-    async def _exchange(self, path: str) -> tuple[int, bytes]:
+    async def _exchange(self, path: str, extra: str = "") -> tuple[int, bytes]:
         reader, writer = self.reader, self.writer
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUser-Agent: oi-bench\r\n\r\n".encode())
+        head = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUser-Agent: oi-bench\r\n{extra}\r\n"
+        writer.write(head.encode())
         try:
             status_line = await reader.readline()
             if not status_line:
                 raise StaleConnectionError
+            received = len(status_line)
             status = int(status_line.split(None, 2)[1])
             length, close, chunked = None, False, False
+            self.headers = {}
             while True:
                 line = await reader.readline()
+                received += len(line)
                 if line in (b"\r\n", b"\n", b""):
                     break
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
+                self.headers[name.decode("latin-1")] = value.strip().decode("latin-1")
                 if name == b"content-length":
                     length = int(value)
                 elif name == b"connection":
                     close = value.strip().lower() == b"close"
                 elif name == b"transfer-encoding":
                     chunked = b"chunked" in value.lower()
-            if chunked:
+            if status in (204, 304) or 100 <= status < 200:
+                body = b""  # no body, whatever the headers say
+            elif chunked:
                 parts = []
                 while size := int((await reader.readline()).split(b";")[0], 16):
                     parts.append(await reader.readexactly(size))
@@ -351,6 +363,7 @@ class Connection:
         except BaseException:
             self.close()
             raise
+        self.received += received + len(body)
         if close:
             self.close()
         return status, body

@@ -7,6 +7,7 @@ views only when it changed, so a worker that does not hold the refresher lease s
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import threading
@@ -207,12 +208,19 @@ class ViewCache:
                 self._at_views.popitem(last=False)
         return view
 
-    def history(self, symbol: str, expiry: str | None) -> bytes | None:
-        """The session's per-minute series as JSON, memoized until the series grows."""
+    def history(self, symbol: str, expiry: str | None, since: datetime | None = None) -> bytes | None:
+        """The session's per-minute series as JSON, memoized until the series grows; with `since`, only the points
+        after it (what a page that already holds the rest needs)."""
         expiry = self.resolve_expiry(symbol, expiry)
         line = self.series.get((symbol, expiry)) if expiry else None
         if line is None:
             return None
+        first = bisect.bisect_right(line.ts, since.timestamp()) if since is not None else 0
+        if first:
+            n = len(line)
+            return dumps(
+                {"symbol": symbol, "expiry": expiry, "session": line.day.isoformat(), "points": line.points[first:n]}
+            )
         key = (symbol, expiry)
         cached = self._history.get(key)
         if cached is not None and cached[0] == len(line) and cached[1] is line:

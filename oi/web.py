@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from oi import config as config_mod
+from oi import http
 from oi.analytics import COMBINED, INTERVALS
 from oi.market.calendar import IST
 from oi.security import register_security
@@ -58,9 +60,29 @@ def _symbol(rt: Service) -> str:
 
 
 def _json(body: bytes, status: int = 200) -> Response:
+    """An answer no cache may keep: errors and /healthz."""
     resp = Response(body, status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Cache-Control"] = http.NO_STORE
     return resp
+
+
+def _cached(
+    rt: Service,
+    key: object,
+    build: Callable[[], bytes],
+    now: datetime | None = None,
+    slow: bool = False,
+    quick: bool = False,
+) -> Response:
+    """A live JSON answer: compressed once per body (`key` names it), conditional, edge-cacheable (oi/http.py).
+    `slow`: the answer changes at most once a minute (history: a point a minute; the symbol list), not per refresh.
+    `quick`: cheaper compression, for answers whose variety the client picks (?at=, ?since=)."""
+    now = now or rt.clock()
+    market_open = rt.market_open(now)
+    next_open = None if market_open else rt.calendar.next_open(now)
+    period = rt.round_seconds()  # one round at the adaptive pace in force: how often a view can change
+    policy = http.cache_control(market_open, max(period, http.MINUTE) if slow else period, now, next_open)
+    return http.respond(request, current_app.extensions["oi.http"].get(key, build, quick), policy)
 
 
 @bp.errorhandler(ApiError)
@@ -69,7 +91,7 @@ def _bad_request(exc: ApiError) -> Response:
 
 
 @bp.get("/")
-def index() -> str:
+def index() -> Response:
     rt = _rt()
     page_config = {
         "mode": "live",
@@ -79,12 +101,16 @@ def index() -> str:
         "refresh_ms": int(max(2.0, min(rt.round_seconds(), 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
-    return render_template("index.html", page_config=page_config, source=rt.source.name)
+    page = render_template("index.html", page_config=page_config, source=rt.source.name).encode()
+    return http.respond(
+        request, current_app.extensions["oi.http"].get(page, lambda: page), http.PAGE_CACHE, "text/html; charset=utf-8"
+    )
 
 
 @bp.get("/api/symbols")
 def api_symbols() -> Response:
-    return _json(_rt().views.symbols_json)
+    body = _rt().views.symbols_json
+    return _cached(_rt(), body, lambda: body, slow=True)
 
 
 def _small_int(raw: str) -> int | None:
@@ -109,14 +135,18 @@ def _interval() -> int | None:
 
 
 def _at() -> datetime | None:
-    raw = _param("at")
+    return _time_param("at")
+
+
+def _time_param(name: str) -> datetime | None:
+    raw = _param(name)
     if raw is None:
         return None
     try:
         # A naive time is taken as IST: that is what a trader means by "10:30".
         when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError("parameter 'at' must be an ISO-8601 time, e.g. 2026-11-23T10:30:00+05:30") from None
+        raise ApiError(f"parameter '{name}' must be an ISO-8601 time, e.g. 2026-11-23T10:30:00+05:30") from None
     return when if when.tzinfo else when.replace(tzinfo=IST)
 
 
@@ -149,8 +179,11 @@ def api_oi() -> Response:
     head = {"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)}
     if at is not None:
         head["at"] = at.isoformat()
-    # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
-    return _json(dumps(head)[:-1] + b"," + view.body(around, interval)[1:])
+    # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it; the pair is the
+    # cache key, so a body is compressed (and hashed for its ETag) once per view version and head values. A stale
+    # reason can change every second ("data is 47 s old"), so those answers get the quick compression.
+    start, rest = dumps(head)[:-1] + b",", view.body(around, interval)
+    return _cached(rt, (rest, start), lambda: start + rest[1:], now, quick=at is not None or stale)
 
 
 def _warming_up(rt: Service, symbol: str) -> Response:
@@ -165,10 +198,11 @@ def api_history() -> Response:
     rt = _rt()
     symbol = _symbol(rt)
     expiry = _expiry()
-    body = rt.views.history(symbol, expiry)
+    since = _time_param("since")
+    body = rt.views.history(symbol, expiry, since)
     if body is None:
         raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
-    return _json(body)
+    return _cached(rt, body, lambda: body, slow=True, quick=since is not None)
 
 
 @bp.get("/healthz")
@@ -207,7 +241,7 @@ def create_app(config: config_mod.Config | None = None, service: Service | None 
     app.json.sort_keys = False
     app.extensions["oi"] = service
     app.register_blueprint(bp)
-    app.jinja_env.globals["asset"] = lambda name: url_for("static", filename=name)
+    http.register_http(app)  # also the templates' asset(): static URLs with a content hash
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     app.after_request(_relative_redirect)

@@ -20,13 +20,14 @@ from oi.refresher import PACE_SLACK_SECONDS
 from tests.conftest import MONDAY_1100
 
 ENDPOINTS = ("/api/symbols", "/api/oi", "/api/history", "/healthz", "/")
-PARAMS = ("symbol", "expiry", "strikes", "interval", "at")
+PARAMS = ("symbol", "expiry", "strikes", "interval", "at", "since")
 VALID = {
     "symbol": ("NIFTY", "nifty", " NIFTY "),
     "expiry": ("2026-11-24", "all"),
     "strikes": ("5", "all", "500"),
     "interval": ("3", "5", "10", "15", "30"),
     "at": ("2026-11-23T11:01:00+05:30", "2026-11-23T10:59", "2026-11-23T05:31:00Z", "2026-11-23"),
+    "since": ("2026-11-23T11:01:00+05:30", "2026-11-23T10:59", "2026-11-23T05:31:00Z", "2026-11-23"),
 }
 # Names as PHP/Express-style parsers would turn into objects; here they must stay plain, unknown names.
 HOSTILE_NAMES = (
