@@ -40,7 +40,14 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES, STATIC = ROOT / "templates", ROOT / "static"
-ASSETS = ("app.js", "snapshot.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css")
+ASSETS = (
+    "app.js",
+    "snapshot.js",
+    "style.css",
+    "favicon.svg",
+    "vendor/uplot/uPlot.iife.min.js",
+    "vendor/uplot/uPlot.min.css",
+)
 EXTRA_STRIKES = 5  # the replay table keeps a few strikes beyond the default window, for when spot drifts
 # (column name, leg attribute, scale to integers): the precision the page shows, which keeps deltas small for gzip
 COLUMNS = (
@@ -58,6 +65,8 @@ DETAIL_COLUMNS = (
     ("vega", "vega", 100),
     ("bid", "bid", 100),
     ("ask", "ask", 100),
+    ("bid_qty", "bid_qty", 1),
+    ("ask_qty", "ask_qty", 1),
 )
 
 
@@ -172,6 +181,7 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
     strikes = sorted(keep)
     last = {s.strike: s for s in ds.chains[-1].strikes}
     columns = _columns(ds, strikes, COLUMNS)
+    atm_prices = [analytics.atm_prices(c) for c in ds.chains]
     return {
         "symbol": ds.symbol,
         "expiry": ds.expiry,
@@ -181,6 +191,8 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
         "atm": [v["atm"] for v in views],
         "pcr": [v["pcr"] for v in views],
         "max_pain": [v["max_pain"] for v in views],
+        "straddle": [p[0] for p in atm_prices],
+        "atm_iv": [p[1] for p in atm_prices],
         "totals": [list(v["totals"].values()) for v in views],
         "levels": [list(lv.values()) for lv in levels],
         "levels_interval": _interval_levels(ds.chains),
@@ -310,7 +322,8 @@ def render_site(
         csp=security.META_CSP,  # S3 website hosting sends no headers: the policy travels in the page
     )
     _write(out / "index.html", html.encode())
-    error = env.get_template("error.html").render(session=day.isoformat())
+    # S3 serves the error page at any path: its links start at the site root.
+    error = env.get_template("error.html").render(session=day.isoformat(), root="/")
     _write(out / "error.html", error.encode())
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     log.info("rendered %d files for the session of %s into %s", len(files), day.isoformat(), out)
