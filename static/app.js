@@ -298,6 +298,7 @@
               const t = e.touches[0];
               if (!t) return;
               const r = u.over.getBoundingClientRect();
+              u._touched = Date.now();
               u.setCursor({ left: t.clientX - r.left, top: t.clientY - r.top });
             };
             u.over.addEventListener("touchstart", touch, { passive: true });
@@ -334,7 +335,12 @@
         width: charts.width(el),
         height,
         legend: { show: true, live: false },
-        cursor: { points: { show: false }, drag: { x: false, y: false } },
+        cursor: {
+          points: { show: false },
+          drag: { x: false, y: false },
+          // After a tap the browser's compatibility mouse events end with a mouseleave: keep the finger's tooltip.
+          bind: { mouseleave: (u, targ, handler) => (e) => (Date.now() - (u._touched || 0) < 1500 ? null : handler(e)) },
+        },
         plugins: [charts.tooltip()],
         hooks: { draw: [charts.markerHook(name)] },
       };

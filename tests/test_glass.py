@@ -150,3 +150,107 @@ def test_axis_labels_follow_units_and_marker_labels_do_not_overlap(live):
                     apart = apart or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"]
                     assert apart, f"{chart}: labels {a['text']!r} and {b['text']!r} overlap"
             assert any("spot" in b["text"] for b in boxes) and any("max pain" in b["text"] for b in boxes)
+
+
+@pytest.fixture
+def snapshot_site(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from oi import snapshot
+
+    store = Store(mongomock.MongoClient()["oi"], "mongomock")
+    record_session(store, ("NIFTY", "BANKNIFTY"))
+    site = tmp_path / "site"
+    snapshot.render_site(snapshot.collect(store, ("NIFTY", "BANKNIFTY"), 1, DAY), site, DAY, ("NIFTY", "BANKNIFTY"), 10)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/index.html"
+    server.shutdown()
+
+
+def test_snapshot_charts_follow_replay_interval_and_units(snapshot_site):
+    url = snapshot_site
+    with browser_page(viewport={"width": 1440, "height": 900}) as first:
+        context = first.context
+        first.goto(url)
+        first.wait_for_function(ROWS, timeout=15000)
+        first.wait_for_function("window.OI.charts.intraday !== null")
+        before = pixels(first)
+        # Another minute of the replay is the snapshot's "poll": every chart repaints.
+        first.locator("#replay").fill("20")
+        first.wait_for_function("document.querySelector('#replay-time').textContent === '15:10 IST'")
+        after = pixels(first)
+        for name, a, b in zip(CHARTS, before, after, strict=True):
+            assert differing(a, b) > 0.0005, f"{name} did not repaint for another minute"
+        # The same view opened fresh from its URL (the hash) paints the same picture.
+        assert_same_picture(first, open_page(context, first.url), "after a replay step")
+        first.select_option("#interval", "15")
+        first.wait_for_function("document.body.dataset.loaded.includes('|15|')")
+        assert_same_picture(first, open_page(context, first.url), "after the interval change")
+        first.select_option("#units", "lots")
+        first.wait_for_function("document.body.dataset.loaded.includes('|lots|')")
+        assert_same_picture(first, open_page(context, first.url), "after the units change")
+
+
+def test_polling_manners(live):
+    url, add_minute = live
+    with browser_page() as page:
+        calls = []
+        page.on("request", lambda r: calls.append(r.url) if "/api/" in r.url else None)
+        page.goto(url)
+        page.wait_for_function(ROWS, timeout=15000)
+        page.wait_for_timeout(4000)  # a few polls on unchanged data
+        assert sum("/api/symbols" in u for u in calls) == 1, "symbols are read once"
+        assert sum("/api/oi" in u for u in calls) >= 3
+
+        # A new minute: history is asked only for what is newer than the last point, and merged without duplicates.
+        calls.clear()
+        add_minute("15:30")
+        page.wait_for_function("document.body.dataset.loaded.includes('15:30')", timeout=15000)
+        history = [u for u in calls if "/api/history" in u]
+        assert history and all("since=2026-11-23T15%3A29" in u for u in history), history
+        page.wait_for_function("OI.charts.intraday.data[0].length === 41")
+        assert page.evaluate("new Set(OI.state.points.map((p) => p.as_of)).size") == 41
+
+        # A hidden tab does not poll; it catches up at once when shown again.
+        hide = "(h) => { Object.defineProperty(document, 'hidden', {value: h, configurable: true});"
+        hide += " document.dispatchEvent(new Event('visibilitychange')); }"
+        page.evaluate(hide, True)
+        page.wait_for_timeout(300)
+        calls.clear()
+        page.wait_for_timeout(4000)
+        assert calls == [], f"polled while hidden: {calls}"
+        page.evaluate(hide, False)
+        page.wait_for_timeout(700)
+        assert any("/api/oi" in u for u in calls)
+
+
+def test_tooltip_at_the_cursor_and_under_a_finger(live):
+    url, _ = live
+    with browser_page(viewport={"width": 1440, "height": 900}, has_touch=True) as page:
+        page.goto(url)
+        page.wait_for_function(ROWS, timeout=15000)
+        page.wait_for_function("window.OI.charts.oi !== null")
+        over = page.locator("#chart-oi .u-over")
+        over.scroll_into_view_if_needed()
+        b = over.bounding_box()
+        x, y = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+        page.mouse.move(x, y)
+        tip = page.locator("#chart-oi").locator("xpath=..").locator(".tip")
+        tip.wait_for(state="visible")
+        t = tip.bounding_box()
+        assert abs(t["x"] - x) < 40 and abs(t["y"] - y) < 40, (t, x, y)
+        strike = page.evaluate("OI.charts.oi.data[0][OI.charts.oi.cursor.idx]")
+        lines = tip.inner_text().splitlines()
+        assert lines[0].replace(",", "") == str(strike)
+        assert lines[1].startswith("Calls: ") and lines[2].startswith("Puts: ")
+        # A tap elsewhere moves it there.
+        page.mouse.move(0, 0)
+        page.touchscreen.tap(b["x"] + 20, b["y"] + 20)
+        page.wait_for_function("OI.charts.oi.cursor.left > 0 && OI.charts.oi.cursor.left < 40")
+        t2 = tip.bounding_box()
+        assert t2 and abs(t2["x"] - (b["x"] + 20)) < 40
