@@ -218,9 +218,11 @@
     marks: {},
     labels: {}, // name → the marker labels' boxes as drawn, CSS px in the canvas (tests check they never overlap)
     colors() {
+      const theme = (document.documentElement.dataset.theme || "auto") + matchMedia("(prefers-color-scheme: dark)").matches;
+      if (charts._colors && charts._colors.theme === theme) return charts._colors;
       const css = getComputedStyle(document.documentElement);
       const v = (n) => css.getPropertyValue(n).trim();
-      return {
+      const out = {
         ce: v("--ce"),
         pe: v("--pe"),
         fg: v("--fg"),
@@ -229,7 +231,10 @@
         accent: v("--accent"),
         up: v("--up"),
         down: v("--down"),
+        card: v("--card"),
       };
+      charts._colors = Object.assign(out, { theme });
+      return out;
     },
     width(el) {
       return Math.max(260, el.clientWidth || 300);
@@ -272,7 +277,7 @@
           const hits = (b) => !(x + w <= b.x || b.x + b.w <= x || y + h <= b.y || b.y + b.h <= y);
           while (placed.some(hits)) y += h;
           placed.push({ x, y, w, h, text: label });
-          ctx.fillStyle = getComputedStyle(u.root).getPropertyValue("--card") || "#fff";
+          ctx.fillStyle = charts.colors().card || "#fff";
           ctx.globalAlpha = 0.85;
           ctx.fillRect(x, y, w, h);
           ctx.globalAlpha = 1;
@@ -665,33 +670,57 @@
       head.dataset.key = key;
     }
     const maxOi = Math.max(1, ...d.strikes.flatMap((s) => [s.ce.oi, s.pe.oi]));
+    // Each row as [text, class, title] per cell (calls outside-in, strike, puts inside-out).
     const legCells = (l, side) =>
       cols.map((c) => {
         const text = c[3](l);
-        const td = cell(text, side + " " + (c[4] ? c[4](l) : "") + (c[0] === "oi" ? " oi " + (side === "c" ? "ce" : "pe") : "") + x(c));
-        if (c[0] === "buildup" && text) td.title = BUILDUP[text];
-        return td;
+        const cls = side + " " + (c[4] ? c[4](l) : "") + (c[0] === "oi" ? " oi " + (side === "c" ? "ce" : "pe") : "") + x(c);
+        return [text, cls, c[0] === "buildup" && text ? BUILDUP[text] : ""];
       });
-    const rows = d.strikes.map((s) => {
-      const tr = document.createElement("tr");
-      const ceCells = legCells(s.ce, "c");
-      const peCells = legCells(s.pe, "p");
-      ceCells[0].style.setProperty("--w", ((100 * s.ce.oi) / maxOi).toFixed(1) + "%");
-      peCells[0].style.setProperty("--w", ((100 * s.pe.oi) / maxOi).toFixed(1) + "%");
-      const strike = document.createElement("th");
-      strike.scope = "row";
-      strike.className = "strike";
-      strike.tabIndex = 0;
-      strike.textContent = strikeText(s.strike);
-      tr.append(...ceCells, strike, ...peCells.reverse());
-      tr.dataset.strike = s.strike;
-      if (s.strike === d.atm) tr.classList.add("atm");
-      if (state.picks.includes(s.strike)) tr.classList.add("picked");
-      if (d.spot > 0 && s.strike < d.spot) tr.classList.add("itm-ce");
-      if (d.spot > 0 && s.strike > d.spot) tr.classList.add("itm-pe");
-      return tr;
-    });
-    $("rows").replaceChildren(...rows);
+    const rowClass = (s) =>
+      [s.strike === d.atm ? "atm" : "", state.picks.includes(s.strike) ? "picked" : "", d.spot > 0 && s.strike < d.spot ? "itm-ce" : "", d.spot > 0 && s.strike > d.spot ? "itm-pe" : ""]
+        .filter(Boolean)
+        .join(" ");
+    const body = $("rows");
+    const shape = key + "|" + d.strikes.map((s) => s.strike).join(",");
+    if (body.dataset.key === shape) {
+      // Same columns and strikes as drawn: patch what changed in place (a poll changes numbers, not the grid).
+      d.strikes.forEach((s, r) => {
+        const tr = body.children[r];
+        const cls = rowClass(s);
+        if (tr.className !== cls) tr.className = cls;
+        const cells = legCells(s.ce, "c").concat([null], legCells(s.pe, "p").reverse());
+        cells.forEach((v, i) => {
+          if (!v) return;
+          const td = tr.children[i];
+          if (td.textContent !== v[0]) td.textContent = v[0];
+          if (td.className !== v[1]) td.className = v[1];
+          if (td.title !== v[2]) td.title = v[2];
+        });
+        tr.children[0].style.setProperty("--w", ((100 * s.ce.oi) / maxOi).toFixed(1) + "%");
+        tr.children[cells.length - 1].style.setProperty("--w", ((100 * s.pe.oi) / maxOi).toFixed(1) + "%");
+      });
+    } else {
+      const make = (v) => cell(v[0], v[1], v[2]);
+      const rows = d.strikes.map((s) => {
+        const tr = document.createElement("tr");
+        const ceCells = legCells(s.ce, "c").map(make);
+        const peCells = legCells(s.pe, "p").map(make);
+        ceCells[0].style.setProperty("--w", ((100 * s.ce.oi) / maxOi).toFixed(1) + "%");
+        peCells[0].style.setProperty("--w", ((100 * s.pe.oi) / maxOi).toFixed(1) + "%");
+        const strike = document.createElement("th");
+        strike.scope = "row";
+        strike.className = "strike";
+        strike.tabIndex = 0;
+        strike.textContent = strikeText(s.strike);
+        tr.append(...ceCells, strike, ...peCells.reverse());
+        tr.dataset.strike = s.strike;
+        tr.className = rowClass(s);
+        return tr;
+      });
+      body.replaceChildren(...rows);
+      body.dataset.key = shape;
+    }
     // Totals over every strike of the chain (not only the rows shown), from the API's totals.
     const t = d.totals;
     const iv = !none(d.interval);
@@ -886,20 +915,26 @@
         }
         d = state.from && state.to ? await windowView(q) : await provider.oi(Object.assign({}, q, { interval: null }));
       } else d = await provider.oi(q);
-      performance.mark("oi:response");
       if (!state.at) await loadHistory(d);
       await loadPicked();
+      performance.mark("oi:response"); // every answer of this poll is in: from here on it is the page's time
       render(d);
-      requestAnimationFrame(() =>
-        requestAnimationFrame(() => {
+      performance.mark("oi:rendered");
+      // The frame is painted right after the next animation frame's callbacks: a message posted from there runs
+      // once that paint is done.
+      requestAnimationFrame(() => {
+        const ch = new MessageChannel();
+        ch.port1.onmessage = () => {
           performance.mark("oi:painted");
           try {
+            performance.measure("oi:render", "oi:response", "oi:rendered");
             performance.measure("oi:poll", "oi:response", "oi:painted");
           } catch (e) {
             /* marks cleared by a reader */
           }
-        })
-      );
+        };
+        ch.port2.postMessage(0);
+      });
     } catch (err) {
       showBanner("Could not load data: " + err.message + ". Retrying…");
     } finally {
