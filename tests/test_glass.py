@@ -136,9 +136,10 @@ def test_axis_labels_follow_units_and_marker_labels_do_not_overlap(live):
         # NIFTY's ATM OI in lots is tens of thousands: the axis says "50K"-style Indian numbers, not lakh of units
         assert all(not v.endswith(" Cr") for v in lots), lots
 
-        # Spot right beside max pain: their labels must not print on top of each other.
+        # Spot right beside max pain, mid-chart: their labels must not print on top of each other.
         page.evaluate(
-            "() => { const d = structuredClone(window.OI.state.last); d.spot = d.max_pain + 5; window.OI.render(d); }"
+            "() => { const d = structuredClone(window.OI.state.last);"
+            " d.max_pain = d.atm; d.spot = d.atm + 5; window.OI.render(d); }"
         )
         page.evaluate(SETTLE)
         for chart in ("oi", "change"):
