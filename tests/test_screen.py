@@ -325,3 +325,20 @@ def test_trader_views_show_the_stored_numbers(url, recorded):
         page.wait_for_timeout(1500)
         assert page.locator("#replay-time").inner_text() == stopped
         assert errors == []
+
+
+def test_keyboard_reaches_every_control(live_url):
+    with browser_page(viewport={"width": 1440, "height": 900}) as page:
+        page.goto(live_url + "?interval=custom")
+        page.wait_for_function(ROWS, timeout=15000)
+        page.wait_for_function("!document.querySelector('#window-box').hidden")
+        page.locator("#replay-back").click()  # replaying: every replay button is live
+        page.wait_for_function("OI.state.at !== null")
+        page.click("h1")  # start the Tab order from the top
+        reached = []
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            reached.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+        wanted = ["theme", "symbol", "expiry", "strikes", "interval", "window-from", "window-to", "units", "greeks"]
+        wanted += ["quotes", "csv", "replay-back", "replay-play", "replay-fwd", "replay", "replay-latest", "strike"]
+        assert [r for r in reached if r in wanted][: len(wanted)] == wanted, reached
