@@ -240,6 +240,15 @@ def test_trader_views_show_the_stored_numbers(url, recorded):
         totals = page.evaluate("OI.charts.totals.data")
         assert totals[1] == [sum(x.ce.oi for x in c.strikes) for c in frames]
         assert totals[2] == [sum(x.pe.oi for x in c.strikes) for c in frames]
+
+        # Max pain by brute force (writers' payout at every strike), PCR from the sums.
+        def pain(c, k):
+            return sum(x.ce.oi * max(0, k - x.strike) + x.pe.oi * max(0, x.strike - k) for x in c.strikes)
+
+        assert totals[3] == [min((pain(c, x.strike), x.strike) for x in c.strikes)[1] for c in frames]
+        pcr = page.evaluate("OI.charts.intraday.data[2]")
+        want_pcr = [sum(x.pe.oi for x in c.strikes) / sum(x.ce.oi for x in c.strikes) for c in frames]
+        assert pcr == pytest.approx(want_pcr, abs=0.0001)
         straddle = page.evaluate("OI.charts.straddle.data")
         want = [nearest(c).ce.ltp + nearest(c).pe.ltp for c in frames]
         assert straddle[1] == pytest.approx(want, abs=0.006)
