@@ -82,7 +82,7 @@ def main() -> None:
                 store.save_chain(demo.chain(symbol, demo.expiries(symbol, DAY)[0], at))
             rt.views.sync(DAY)
             page.evaluate(POLL)
-        assert page.evaluate("OI.charts.intraday.data[0].length") == 375
+        assert page.evaluate("OI.charts.intraday.data[0].length") == 275 + POLLS
         results["live polls, a new minute each"] = measures(page)
         for i in range(POLLS):
             page.evaluate(STEP, i + 1)
