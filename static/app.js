@@ -27,7 +27,8 @@
   // at: ISO time of the replayed snapshot, null = the latest data. interval "custom" = the from–to window.
   const state = {
     symbol: store.get("symbol"),
-    expiry: store.get("expiry"),
+    expiry: null, // not remembered: expiries roll over; a URL can name one
+    asked: {}, // what the URL asked for: an unknown one is said on the page, a remembered one falls back quietly
     strikes: String(cfg.strikes),
     interval: store.get("interval") ?? "5",
     from: null,
@@ -799,22 +800,24 @@
     if (!state.symbols) state.symbols = await provider.symbols();
     const symbols = state.symbols;
     const names = symbols.map((s) => s.symbol);
+    if (!names.length) state.symbols = null; // nothing stored yet: ask again on the next poll
     const problems = [];
-    if (state.symbol && !names.includes(state.symbol)) {
-      problems.push("Unknown symbol “" + state.symbol + "”: showing " + (names[0] || "nothing") + " instead.");
+    if (state.symbol && names.length && !names.includes(state.symbol)) {
+      if (state.asked.symbol) problems.push("Unknown symbol “" + state.symbol + "”: showing " + (names[0] || "nothing") + " instead.");
       state.symbol = null;
       state.expiry = null;
     }
     if (!state.symbol) state.symbol = names[0] || null;
     fillSelect($("symbol"), names, state.symbol);
     const expiries = (symbols.find((s) => s.symbol === state.symbol) || { expiries: [] }).expiries;
-    if (state.expiry && !expiries.includes(state.expiry)) {
-      problems.push("No data for expiry “" + state.expiry + "” of " + state.symbol + ": showing the nearest expiry instead.");
+    if (state.expiry && expiries.length && !expiries.includes(state.expiry)) {
+      if (state.asked.expiry) problems.push("No data for expiry “" + state.expiry + "” of " + state.symbol + ": showing the nearest expiry instead.");
       state.expiry = null;
     }
     if (!state.expiry) state.expiry = expiries[0] || null;
     fillSelect($("expiry"), expiries, state.expiry, expiryText);
     if (problems.length) notice(problems.join(" "));
+    state.asked = {};
   }
 
   // Merge by time: idempotent, so a server that ignores `since` (and sends everything) is as good as one that doesn't.
@@ -936,6 +939,7 @@
         ch.port2.postMessage(0);
       });
     } catch (err) {
+      state.symbols = null; // an expiry may have rolled over: re-read the list before the retry
       showBanner("Could not load data: " + err.message + ". Retrying…");
     } finally {
       state.inflight = false;
@@ -1023,6 +1027,7 @@
     const u = readUrl();
     if (u.symbol) state.symbol = u.symbol.toUpperCase();
     if (u.expiry) state.expiry = u.expiry;
+    state.asked = { symbol: !!u.symbol, expiry: !!u.expiry };
     if (u.symbol && !u.expiry) state.expiry = null;
     if (u.strikes && /^(\d{1,3}|all)$/.test(u.strikes)) state.strikes = u.strikes;
     if (u.interval !== undefined) state.interval = u.interval === "0" ? "" : u.interval;
@@ -1082,7 +1087,6 @@
     });
     $("expiry").addEventListener("change", (e) => {
       state.expiry = e.target.value;
-      store.set("expiry", state.expiry);
       notice("");
       refresh();
     });
