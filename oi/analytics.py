@@ -167,10 +167,24 @@ def spot_change(spot: float, prev_close: float) -> dict:
     }
 
 
+def atm_prices(chain: OptionChain) -> tuple[float | None, float | None]:
+    """(ATM straddle premium = CE LTP + PE LTP at the ATM strike, ATM IV = the mean of its legs' non-zero IVs).
+
+    None where a price or IV is missing (0: untraded leg, the combined view)."""
+    atm = atm_strike(chain.strikes, chain.spot)
+    row = next((s for s in chain.strikes if s.strike == atm), None)
+    if row is None:
+        return None, None
+    straddle = round(row.ce.ltp + row.pe.ltp, 2) if row.ce.ltp > 0 and row.pe.ltp > 0 else None
+    ivs = [v for v in (row.ce.iv, row.pe.iv) if v > 0]
+    return straddle, round(sum(ivs) / len(ivs), 2) if ivs else None
+
+
 def history_point(chain: OptionChain) -> dict:
-    """One point of the intraday series (/api/history, the spot and PCR chart)."""
+    """One point of the intraday series (/api/history: spot, PCR, OI totals, max pain, ATM straddle and IV)."""
     t = totals(chain.strikes)
     mp = max_pain(chain.strikes)
+    straddle, atm_iv = atm_prices(chain)
     return {
         "as_of": chain.as_of.isoformat(),
         "spot": chain.spot,
@@ -178,7 +192,26 @@ def history_point(chain: OptionChain) -> dict:
         "max_pain": None if mp is None else json_number(mp),
         "ce_oi": t["ce_oi"],
         "pe_oi": t["pe_oi"],
+        "straddle": straddle,
+        "atm_iv": atm_iv,
     }
+
+
+def interval_price_changes(chain: OptionChain, ref: OptionChain | None) -> list[tuple[float | None, float | None]]:
+    """Per strike of `chain`: (CE, PE) LTP change since `ref`, for the build-up labels; None where either price is
+    missing (0) or `ref` lacks the strike."""
+    if ref is None:
+        return [(None, None)] * len(chain.strikes)
+    before = {s.strike: s for s in ref.strikes}
+
+    def diff(now: Leg, then: Leg) -> float | None:
+        return round(now.ltp - then.ltp, 2) if now.ltp > 0 and then.ltp > 0 else None
+
+    out = []
+    for s in chain.strikes:
+        old = before.get(s.strike)
+        out.append((None, None) if old is None else (diff(s.ce, old.ce), diff(s.pe, old.pe)))
+    return out
 
 
 PRICE_FIELDS = ("ltp", "iv", "delta", "gamma", "theta", "vega", "bid", "bid_qty", "ask", "ask_qty")
@@ -228,7 +261,7 @@ def chain_view(
     """Everything the API says about a chain, with every strike; callers cut the window with :func:`window_slice`.
 
     With `interval`, `ref` is the snapshot M minutes back (None if history does not reach that far) and every leg
-    gets ``oi_change_interval``.
+    gets ``oi_change_interval`` and ``ltp_change_interval`` (the build-up labels' price move; null when combined).
     """
     combined = chain.expiry == COMBINED
     head = {
@@ -242,6 +275,7 @@ def chain_view(
         "lot_size": lot_size,
     }
     changes = interval_changes(chain, ref) if interval else None
+    price_changes = interval_price_changes(chain, ref if not combined else None) if interval else None
     body = {**head, **summary(chain), "levels": levels(chain, changes)}
     if interval:
         totals_ = body["totals"]
@@ -256,5 +290,6 @@ def chain_view(
         ce, pe = leg_view(s.ce, not combined), leg_view(s.pe, not combined)
         if changes is not None:
             ce["oi_change_interval"], pe["oi_change_interval"] = changes[i]
+            ce["ltp_change_interval"], pe["ltp_change_interval"] = price_changes[i]
         strikes.append({"strike": json_number(s.strike), "ce": ce, "pe": pe})
     return {**body, "strike_count": len(chain.strikes), "strikes": strikes}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import json
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -119,3 +120,40 @@ def combine(parts: Sequence[Series], into: Series | None = None, complete: bool 
         if chains:
             out.add(analytics.merge(chains))
     return out
+
+
+STRIKES_KEPT = 40  # per series: the strikes whose session columns /api/strikes has extracted and keeps extending
+_strike_columns: weakref.WeakKeyDictionary[Series, OrderedDict] = weakref.WeakKeyDictionary()
+_strike_lock = threading.Lock()
+
+
+def strike_series(line: Series, strikes: Sequence[float]) -> dict:
+    """Per minute of the session: OI and LTP of `strikes`' CE and PE legs (None where a frame lacks the strike, or
+    a price is missing). Each strike's columns are kept per series and extended by the new frames only, so asking
+    again costs the frames added since (a few a minute), not a decode of the whole session."""
+    n = len(line)
+    with _strike_lock:
+        kept = _strike_columns.setdefault(line, OrderedDict())
+        wanted = {}
+        for k in strikes:
+            wanted[k] = kept.setdefault(k, {"ce_oi": [], "pe_oi": [], "ce_ltp": [], "pe_ltp": []})
+            kept.move_to_end(k)
+        while len(kept) > max(STRIKES_KEPT, len(wanted)):
+            kept.popitem(last=False)
+        start = min((len(c["ce_oi"]) for c in wanted.values()), default=n)
+        for i in range(start, n):
+            by_strike = {s.strike: s for s in line.chain(i).strikes}
+            for k, cols in wanted.items():
+                if len(cols["ce_oi"]) > i:
+                    continue
+                row = by_strike.get(k)
+                for side in ("ce", "pe"):
+                    leg = getattr(row, side) if row is not None else None
+                    cols[f"{side}_oi"].append(leg.oi if leg is not None else None)
+                    cols[f"{side}_ltp"].append(leg.ltp if leg is not None and leg.ltp > 0 else None)
+        return {
+            "t": [p["as_of"] for p in line.points[:n]],
+            "strikes": {
+                str(analytics.json_number(k)): {name: col[:n] for name, col in c.items()} for k, c in wanted.items()
+            },
+        }

@@ -39,7 +39,14 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES, STATIC = ROOT / "templates", ROOT / "static"
-ASSETS = ("app.js", "snapshot.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css")
+ASSETS = (
+    "app.js",
+    "snapshot.js",
+    "style.css",
+    "favicon.svg",
+    "vendor/uplot/uPlot.iife.min.js",
+    "vendor/uplot/uPlot.min.css",
+)
 EXTRA_STRIKES = 5  # the replay table keeps a few strikes beyond the default window, for when spot drifts
 # (column name, leg attribute, decimal places): stored as integers scaled by 10**places, at the precision the API
 # gives (oi.analytics.DECIMALS), which keeps deltas small for gzip. The previous OI and close are columns too: a
@@ -160,6 +167,7 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
         keep.update(s.strike for s in analytics.window(chain.strikes, view["atm"], around + EXTRA_STRIKES))
     strikes = sorted(keep)
     columns = _columns(ds, strikes, COLUMNS)
+    atm_prices = [analytics.atm_prices(c) for c in ds.chains]
     return {
         "symbol": ds.symbol,
         "expiry": ds.expiry,
@@ -169,6 +177,8 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
         "atm": [v["atm"] for v in views],
         "pcr": [v["pcr"] for v in views],
         "max_pain": [v["max_pain"] for v in views],
+        "straddle": [p[0] for p in atm_prices],
+        "atm_iv": [p[1] for p in atm_prices],
         "totals": [list(v["totals"].values()) for v in views],
         "strike_count": [len(c.strikes) for c in ds.chains],
         "levels": [list(lv.values()) for lv in levels],
@@ -295,7 +305,8 @@ def render_site(
         csp=security.META_CSP,  # S3 website hosting sends no headers: the policy travels in the page
     )
     _write(out / "index.html", html.encode())
-    error = env.get_template("error.html").render(session=day.isoformat())
+    # S3 serves the error page at any path: its links start at the site root.
+    error = env.get_template("error.html").render(session=day.isoformat(), root="/")
     _write(out / "error.html", error.encode())
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     log.info("rendered %d files for the session of %s into %s", len(files), day.isoformat(), out)

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from oi import config as config_mod
 from oi import http
 from oi.analytics import COMBINED, INTERVALS
+from oi.history import strike_series
 from oi.market.calendar import IST
 from oi.security import register_security
 from oi.service import Service
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("oi", __name__)
 EXPIRY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_STRIKES = 500
+STRIKE_RE = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
+MAX_PICKED = 10  # strikes per /api/strikes request
 
 
 def _rt() -> Service:
@@ -205,6 +208,24 @@ def api_history() -> Response:
     return _cached(rt, body, lambda: body, slow=True, quick=since is not None)
 
 
+@bp.get("/api/strikes")
+def api_strikes() -> Response:
+    """OI and LTP through the session of a few strikes' CE and PE legs (the page's "chosen strikes" chart)."""
+    rt = _rt()
+    symbol = _symbol(rt)
+    expiry = _expiry()
+    raw = (_param("strikes") or "").split(",")
+    if not raw[0] or len(raw) > MAX_PICKED or not all(STRIKE_RE.match(k) for k in raw):
+        raise ApiError(f"parameter 'strikes' must be 1 to {MAX_PICKED} strike prices, comma-separated: 24000,24100")
+    resolved = rt.views.resolve_expiry(symbol, expiry)
+    line = rt.views.series.get((symbol, resolved)) if resolved else None
+    if line is None or not len(line):
+        raise ApiError(f"no history for {symbol}{' expiry ' + expiry if expiry else ''} yet", 404)
+    strikes = list(dict.fromkeys(float(k) for k in raw))
+    body = dumps({"symbol": symbol, "expiry": resolved, **strike_series(line, strikes)})
+    return _cached(rt, body, lambda: body, slow=True)  # a new point a minute, like /api/history
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
     health = _rt().health()
@@ -214,6 +235,9 @@ def healthz() -> Response:
 def _handle_http_error(exc: HTTPException) -> Response:
     if request.path.startswith("/api/") or request.path == "/healthz":
         return _json(dumps({"error": exc.description or exc.name}), exc.code or 500)
+    if exc.code == 404:
+        session = _rt().clock().astimezone(IST).date().isoformat()
+        return Response(render_template("error.html", session=session), 404, mimetype="text/html")
     return exc
 
 

@@ -2,7 +2,7 @@
 
 The demo market is recorded for a whole session first (one snapshot a minute, two expiries), so the charts and the
 replay have a day behind them, then the live page is shot on a desktop in the light theme and on a 390 px phone in
-the dark theme.
+the dark theme, and each of the trader's views on its own.
 """
 
 import sys
@@ -20,10 +20,17 @@ from tests.browser import browser_page, serve
 from tests.session import DAY, record_session
 
 OUT = Path(__file__).resolve().parent.parent / "docs"
-SHOTS = (
-    ("dashboard.png", {"viewport": {"width": 1280, "height": 900}, "color_scheme": "light"}),
-    ("dashboard-mobile-dark.png", {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark"}),
+DESKTOP = {"viewport": {"width": 1440, "height": 900}, "color_scheme": "light"}
+PHONE = {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark", "is_mobile": True, "has_touch": True}
+# (file, element to shoot): the views, from one desktop page with two strikes picked
+VIEWS = (
+    ("view-chain.png", "#chain-wrap"),
+    ("view-strikes.png", "#picked-box"),
+    ("view-totals.png", "#chart-totals"),
+    ("view-straddle.png", "#chart-straddle"),
+    ("view-smile.png", "#chart-smile"),
 )
+READY = "window.OI && window.OI.charts.intraday && document.querySelectorAll('#rows tr').length > 0"
 
 
 def main() -> None:
@@ -39,12 +46,25 @@ def main() -> None:
     )
     app = create_app(config, store=store)
     with serve(app) as url:
-        for name, context in SHOTS:
-            with browser_page(**context) as page:
-                page.goto(url)
-                page.wait_for_function("window.OI && window.OI.charts.intraday", timeout=20000)
-                page.screenshot(path=str(OUT / name), full_page=True)
-            print(f"wrote {OUT / name}")
+        with browser_page(**DESKTOP) as page:
+            page.goto(url)
+            page.wait_for_function(READY, timeout=20000)
+            page.screenshot(path=str(OUT / "dashboard.png"))
+            print(f"wrote {OUT / 'dashboard.png'}")
+            atm = page.locator("#rows tr.atm")
+            atm.locator("th.strike").click()
+            atm.locator("xpath=following-sibling::tr[2]").locator("th.strike").click()
+            page.wait_for_function("window.OI.charts.picked && window.OI.charts.picked.data.length === 5")
+            for name, selector in VIEWS:
+                target = page.locator(selector)
+                target = target if selector.endswith(("wrap", "box")) else target.locator("xpath=..")
+                target.screenshot(path=str(OUT / name))
+                print(f"wrote {OUT / name}")
+        with browser_page(**PHONE) as page:
+            page.goto(url)
+            page.wait_for_function(READY, timeout=20000)
+            page.screenshot(path=str(OUT / "dashboard-mobile-dark.png"))
+            print(f"wrote {OUT / 'dashboard-mobile-dark.png'}")
 
 
 if __name__ == "__main__":

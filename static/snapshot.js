@@ -85,9 +85,16 @@
         volume: c[side + "_volume"][i][j],
       };
       for (const name of ["delta", "gamma", "theta", "vega", "bid", "bid_qty", "ask", "ask_qty"]) {
-        out[name] = x && !combined ? x.columns[side + "_" + name][i][j] / d.scale[name] : null;
+        const col = x && !combined ? x.columns[side + "_" + name] : null;
+        out[name] = col ? col[i][j] / d.scale[name] : null;
       }
-      if (interval) out.oi_change_interval = ref >= 0 ? oi - c[side + "_oi"][ref][j] : null;
+      if (interval) {
+        out.oi_change_interval = ref >= 0 ? oi - c[side + "_oi"][ref][j] : null;
+        // As analytics.interval_price_changes: null when either price is missing (0) or in the combined view.
+        const now = c[side + "_ltp"][i][j];
+        const then = ref >= 0 ? c[side + "_ltp"][ref][j] : 0;
+        out.ltp_change_interval = !combined && now > 0 && then > 0 ? (now - then) / d.scale.ltp : null;
+      }
       return out;
     };
     const rows = [];
@@ -158,23 +165,46 @@
             expiries: list.filter((d) => d.symbol === symbol).map((d) => d.expiry),
           }));
         },
-        async history(symbol, expiry) {
+        async history(symbol, expiry, since) {
           const entry = find(symbol, expiry);
           if (!entry) return { points: [] };
           const d = await load(entry);
-          return {
-            symbol,
-            expiry: d.expiry,
-            session: cfg.snapshot.session,
-            points: d.t.map((t, i) => ({
+          const after = since ? Date.parse(since) / 1000 : -Infinity;
+          const points = [];
+          d.t.forEach((t, i) => {
+            if (t <= after) return;
+            points.push({
               as_of: istIso(t),
               spot: d.spot[i],
               pcr: d.pcr[i],
               max_pain: d.max_pain[i],
               ce_oi: d.totals[i][0],
               pe_oi: d.totals[i][1],
-            })),
-          };
+              straddle: d.straddle ? d.straddle[i] : null,
+              atm_iv: d.atm_iv ? d.atm_iv[i] : null,
+            });
+          });
+          return { symbol, expiry: d.expiry, session: cfg.snapshot.session, points };
+        },
+        // As /api/strikes: per minute, OI and LTP of the chosen strikes' legs (strikes outside the data are left out).
+        async strikes(symbol, expiry, strikes) {
+          const entry = find(symbol, expiry);
+          if (!entry) throw new Error("no data for " + symbol);
+          const d = await load(entry);
+          const c = d.columns;
+          const out = {};
+          for (const k of strikes) {
+            const j = d.strikes.indexOf(k);
+            if (j < 0) continue;
+            const price = (v) => (v > 0 && d.expiry !== "all" ? v / d.scale.ltp : null);
+            out[String(k)] = {
+              ce_oi: c.ce_oi.map((row) => row[j]),
+              pe_oi: c.pe_oi.map((row) => row[j]),
+              ce_ltp: c.ce_ltp.map((row) => price(row[j])),
+              pe_ltp: c.pe_ltp.map((row) => price(row[j])),
+            };
+          }
+          return { symbol, expiry: d.expiry, t: d.t.map(istIso), strikes: out };
         },
         async oi(q) {
           const entry = find(q.symbol, q.expiry);

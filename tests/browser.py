@@ -35,7 +35,8 @@ def browser_page(bypass_csp: bool = True, **context: object) -> Iterator:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(bypass_csp=bypass_csp, **context)
+            # A context of its own (not browser.new_page's), so a test can open a second page beside the first.
+            page = browser.new_context(bypass_csp=bypass_csp, **context).new_page()
             yield page
         finally:
             browser.close()
