@@ -16,7 +16,8 @@ load_dotenv()
 try:
     config = from_env()
 except ConfigError as exc:
-    sys.exit(f"configuration error: {exc}")
+    print(f"configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)  # like every command: 2 is a configuration error
 setup_logging(config)
 app = create_app(config)
 if config.start_refresher:

@@ -68,6 +68,7 @@ class Config:
     mongo_db: str = "oi"
     data_dir: Path = Path("var")
     retention_days: int = 30  # history older than this many days is dropped (prune job; TTL index on MongoDB)
+    alerts_file: Path | None = None  # OI alert rules, TOML (oi/alerts.py); validated by from_env
     # Clock and calendar
     market_always_open: bool = False
     now: datetime | None = None
@@ -231,6 +232,16 @@ def _renew_before(env: Mapping[str, str]) -> float:
     return hours
 
 
+def _alerts_file(env: Mapping[str, str], symbols: tuple[str, ...]) -> Path | None:
+    raw = env.get("OI_ALERTS_FILE", "").strip()
+    if not raw:
+        return None
+    from oi.alerts import load_rules  # lazily: oi.alerts imports ConfigError from here
+
+    load_rules(Path(raw), symbols, _lot_sizes(env))  # a bad rule stops start-up, naming the rule
+    return Path(raw)
+
+
 def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     """Parse an ISO-8601 timestamp that must carry its UTC offset (a naive time is ambiguous: IST or UTC?)."""
     try:
@@ -290,6 +301,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         mongo_db=get("MONGO_DB", "oi") or "oi",
         data_dir=Path(get("OI_DATA_DIR", "var") or "var"),
         retention_days=int(_number(env, "OI_RETENTION_DAYS", 30, int, minimum=1)),
+        alerts_file=_alerts_file(env, symbols),
         market_always_open=_bool(env, "OI_MARKET_ALWAYS_OPEN", False),
         now=parse_now(now_raw) if now_raw else None,
         extra_holidays=_dates(env, "OI_HOLIDAYS"),
