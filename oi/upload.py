@@ -13,8 +13,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from oi import alerts, snapshot
 from oi import config as config_mod
-from oi import snapshot
 from oi.market.calendar import calendar_from_config, clock_from_config
 from oi.store import open_store
 
@@ -70,6 +70,7 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
         return 1
     for problem in missing + late:
         log.warning("%s", problem)
+    events = alerts.session_events(store, day)  # the day's fired alerts, for the page's events strip
 
     archive_separate = bool(config.archive_bucket) and config.archive_bucket != config.s3_bucket
     archive_base = (
@@ -79,7 +80,7 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
     )
     if not publishing:
         manifest = snapshot.render_site(
-            datasets, args.out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+            datasets, args.out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
         )
         print(f"rendered the session of {day} into {args.out}: {len(manifest['files'])} files")
         return 0
@@ -91,7 +92,7 @@ def run(argv: list[str] | None = None, store=None, s3_client=None) -> int:
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
         snapshot.render_site(
-            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
         )
         client = s3_client or s3.make_client(config)
         try:

@@ -433,3 +433,25 @@ def test_commands_exit_2_on_a_bad_rule(tmp_path, command):
     )
     assert proc.returncode == 2, proc.stderr
     assert "configuration error: OI_ALERTS_FILE: rule 'oops': share must be a number above 0" in proc.stderr
+
+
+# --- the snapshot -----------------------------------------------------------------------------------------------
+def test_the_snapshot_carries_the_sessions_events_newest_first(tmp_path, telegram, monkeypatch):
+    import json
+    import re
+
+    from oi import upload
+
+    h = Harness(env(telegram, rules_file(tmp_path, OI_RULE)), shared_mongomock())
+    rt, client = h.service()
+    run(h, 14, {6: set_leg("ce", 24000.0, 101_000, 55.0), 12: set_leg("pe", 23700.0, 90_000, 40.0)})
+    live = client.get("/api/events?symbol=NIFTY").get_json()["events"]
+    assert len(live) == 2
+    monkeypatch.setenv("OI_SYMBOLS", "NIFTY")
+    monkeypatch.setenv("OI_DATA_DIR", str(tmp_path / "var"))
+    assert upload.run(["--out", str(tmp_path / "site"), "--date", DAY.isoformat()], store=rt.store) == 0
+    html = (tmp_path / "site" / "index.html").read_text()
+    page = json.loads(re.search(r'<script type="application/json" id="oi-config">(.*?)</script>', html, re.S)[1])
+    assert page["events"] == live  # the same strip, newest first
+    assert page["events"][0]["label"] == "long unwinding"
+    h.close()
