@@ -281,6 +281,7 @@ class Facts:
 class Before:
     """What a view looked like at the previous evaluation (or the previous stored minute): for crossings."""
 
+    day: date
     spot: float
     pcr: float | None
     shares: Callable[[], dict[tuple[float, str], float]]
@@ -450,11 +451,15 @@ class Alerts:
             ]
             facts = Facts(view.chain, view.ref)
             if rules:
-                before = self._before.get((symbol, expiry)) or self._stored_before(view)
+                before = self._before.get((symbol, expiry))
+                if before is None or before.day != view.chain.as_of.astimezone(IST).date():
+                    before = self._stored_before(view)  # a new leader, or a new session: not yesterday's close
                 for rule in rules:
                     fired.extend(getattr(self, f"_{rule.kind}")(rule, view, facts, before))
             self._seen[(symbol, expiry)] = view.chain.as_of
-            self._before[(symbol, expiry)] = Before(view.chain.spot, facts.pcr, lambda f=facts: f.shares)
+            self._before[(symbol, expiry)] = Before(
+                view.chain.as_of.astimezone(IST).date(), view.chain.spot, facts.pcr, lambda f=facts: f.shares
+            )
         return fired
 
     def _stored_before(self, view) -> Before | None:
@@ -466,7 +471,7 @@ class Alerts:
         if i < 0:
             return None
         point = line.points[i]
-        return Before(point["spot"], point["pcr"], lambda: Facts(line.chain(i), lambda _: None).shares)
+        return Before(line.day, point["spot"], point["pcr"], lambda: Facts(line.chain(i), lambda _: None).shares)
 
     # --- the kinds ----------------------------------------------------------------------------------------------
     def _oi_change(self, rule: Rule, view, facts: Facts, before: Before | None) -> list[dict]:

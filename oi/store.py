@@ -209,8 +209,9 @@ class Store:
                 self.db[events_collection(day)].insert_one(dict(doc))
             except DUPLICATE_KEY:
                 return False
-            self.db.meta.update_one({"_id": "events"}, {"$inc": {"n": 1}}, upsert=True)
-            self._bump_version()
+            # The version bump (:meth:`_bump_version`) and the event counter in one write: on the embedded store
+            # every write is a commit, and this runs in the refresher's tick.
+            self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1, "events": 1}}, upsert=True)
         return True
 
     def events(self, day: date) -> list[dict]:
@@ -221,8 +222,8 @@ class Store:
     def events_stamp(self) -> int:
         """A counter that moves with every stored event: a process re-reads the events only when it moved."""
         with self._thread_lock:
-            doc = self.db.meta.find_one({"_id": "events"})
-        return int(doc["n"]) if doc else 0
+            doc = self.db.meta.find_one({"_id": "version"})
+        return int(doc.get("events", 0)) if doc else 0
 
     # --- expiry lists -------------------------------------------------------------------------------------------
     def save_expiries(self, symbol: str, expiries: list[str], fetched_on: date) -> None:

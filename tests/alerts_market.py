@@ -114,7 +114,8 @@ class Harness:
                 break
         for rt in self.services:
             rt.alerts.drain()
-        return [public(e) for e in self.services[0].store.events(DAY) if e["at"] == self.clock.now.isoformat()]
+        day = self.clock.now.astimezone(IST).date()
+        return [public(e) for e in self.services[0].store.events(day) if e["at"] == self.clock.now.isoformat()]
 
     def close(self) -> None:
         for rt in self.services:

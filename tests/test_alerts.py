@@ -455,3 +455,17 @@ def test_the_snapshot_carries_the_sessions_events_newest_first(tmp_path, telegra
     assert page["events"] == live  # the same strip, newest first
     assert page["events"][0]["label"] == "long unwinding"
     h.close()
+
+
+def test_a_new_session_does_not_compare_with_yesterdays_close(tmp_path, telegram):
+    rules = '[[rule]]\nname = "pcr"\nkind = "pcr_cross"\nlevel = 1.05\ncooldown = 0\n'
+    h = Harness(env(telegram, rules_file(tmp_path, rules)), shared_mongomock())
+    rt, _ = h.service()
+    run(h, 3, {1: set_leg("pe", 23800.0, 150_000, 50.0)})  # up through 1.05 on the 23rd
+    assert len(rt.store.events(DAY)) == 1
+    h.market.pe[23800.0] = [100_000, 50.0]  # the next session opens at PCR 1.0: no crossing seen in this session
+    next_day = START.replace(day=25, hour=9, minute=15)
+    assert h.minute(next_day) == [] and h.minute() == []
+    assert rt.views.get("NIFTY", None).chain.as_of.date() == next_day.date()
+    assert rt.store.events(next_day.date()) == []
+    h.close()
