@@ -12,8 +12,9 @@ embedded on-disk default (montydb on SQLite), and the contract tests run it agai
 montydb scans a whole collection for every query and has no indexes, so data is shaped to keep every collection
 small: ``latest`` holds one document per (symbol, expiry); history lives in one collection per session day
 (``history_YYYYMMDD``), at most one snapshot per minute, written with ``insert_one`` so a write never scans. Old
-days are dropped whole (:meth:`Store.prune`). montydb's read-modify-write updates are not atomic across processes,
-so on the embedded store the lease, pace gate and version counter take an ``flock`` on a file beside the data.
+days are dropped whole (:meth:`Store.prune`), and so are the fired alerts, kept the same way (``events_YYYYMMDD``).
+montydb's read-modify-write updates are not atomic across processes, so on the embedded store the lease, pace gate
+and version counter take an ``flock`` on a file beside the data.
 """
 
 from __future__ import annotations
