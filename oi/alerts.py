@@ -238,7 +238,12 @@ class Facts:
 
     @cached_property
     def levels(self) -> dict:
-        return analytics.levels(self.chain)
+        """Support and resistance as :func:`oi.analytics.levels` defines them (without the by-change ones)."""
+        ks = self.strike_list
+        return {
+            "support": analytics.top_strike(ks, [s.pe.oi for s in self.chain.strikes]),
+            "resistance": analytics.top_strike(ks, [s.ce.oi for s in self.chain.strikes]),
+        }
 
     @cached_property
     def strike_list(self) -> list[float]:
@@ -246,19 +251,20 @@ class Facts:
 
     @cached_property
     def shares(self) -> dict[tuple[float, str], float]:
-        """Each leg's OI as a percentage of its side's total."""
+        """Each leg's OI as a percentage of its side's total, largest first (rules stop at their threshold)."""
         ce, pe = self.totals
-        out = {}
+        out = []
         for s in self.chain.strikes:
             if ce:
-                out[(s.strike, "ce")] = 100.0 * s.ce.oi / ce
+                out.append(((s.strike, "ce"), 100.0 * s.ce.oi / ce))
             if pe:
-                out[(s.strike, "pe")] = 100.0 * s.pe.oi / pe
-        return out
+                out.append(((s.strike, "pe"), 100.0 * s.pe.oi / pe))
+        out.sort(key=lambda kv: -kv[1])
+        return dict(out)
 
     def moves(self, interval: int) -> list[tuple] | None:
-        """(strike, leg, oi change, ltp change, oi then, oi now, ltp now) over `interval` minutes; None without a
-        snapshot that far back."""
+        """(strike, leg, oi change, ltp change, oi then, oi now, ltp now) over `interval` minutes, largest |OI
+        change| first (rules stop at their threshold); None without a snapshot that far back."""
         if interval not in self._moves:
             ref = self._ref(interval)
             if ref is None:
@@ -270,9 +276,11 @@ class Facts:
                     old = before.get(s.strike)
                     if old is None:
                         continue
-                    for side in LEGS:
-                        now, then = getattr(s, side), getattr(old, side)
-                        out.append((s.strike, side, now.oi - then.oi, now.ltp - then.ltp, then.oi, now.oi, now.ltp))
+                    # Spelled out per leg: this runs for every interval of every new chain.
+                    c, oc, p, op = s.ce, old.ce, s.pe, old.pe
+                    out.append((s.strike, "ce", c.oi - oc.oi, c.ltp - oc.ltp, oc.oi, c.oi, c.ltp))
+                    out.append((s.strike, "pe", p.oi - op.oi, p.ltp - op.ltp, op.oi, p.oi, p.ltp))
+                out.sort(key=lambda m: -abs(m[2]))
                 self._moves[interval] = out
         return self._moves[interval]
 
@@ -484,7 +492,9 @@ class Alerts:
         priced = chain.expiry != COMBINED
         out = []
         for strike, side, d_oi, d_px, then, now, ltp in moves:
-            if abs(d_oi) < limit or d_oi == 0 or side not in rule.legs:
+            if abs(d_oi) < limit or d_oi == 0:
+                break  # sorted: the rest are smaller
+            if side not in rule.legs:
                 continue
             label = buildup(d_oi, d_px if priced else 0.0)
             lots = f" ({d_oi / lot:+,.1f} lots)" if lot else ""
@@ -560,7 +570,9 @@ class Alerts:
         out = []
         ce_total, pe_total = facts.totals
         for (strike, side), share in facts.shares.items():
-            if share < rule.share or side not in rule.legs or old.get((strike, side), 0.0) >= rule.share:
+            if share < rule.share:
+                break  # sorted: the rest are smaller
+            if side not in rule.legs or old.get((strike, side), 0.0) >= rule.share:
                 continue
             total = ce_total if side == "ce" else pe_total
             oi = round(share * total / 100)
