@@ -469,3 +469,86 @@ def test_a_new_session_does_not_compare_with_yesterdays_close(tmp_path, telegram
     assert rt.views.get("NIFTY", None).chain.as_of.date() == next_day.date()
     assert rt.store.events(next_day.date()) == []
     h.close()
+
+
+# --- two real processes -----------------------------------------------------------------------------------------
+def _script(minute: int):
+    """The market at `minute`: +1,000 CE OI at 24000 from minute 6, −2,000 PE OI at 23700 from minute 14."""
+    from tests.alerts_market import Market
+
+    m = Market()
+    if minute >= 6:
+        m.ce[24000.0] = [101_000, 55.0]
+    if minute >= 14:
+        m.pe[23700.0] = [98_000, 45.0]
+    return m
+
+
+def _process(env_: dict, data_dir, timer, minute, barrier, rounds, stop_at, first, out):
+    """One process's service on the shared embedded store, ticked in lockstep with the other on a shared clock."""
+    from oi.store import open_store
+    from oi.web import create_app
+    from tests.alerts_market import ScriptedSource
+    from tests.conftest import make_config
+
+    class Source(ScriptedSource):
+        def chain(self, symbol, expiry, now):
+            return _script(minute.value).chain(now)
+
+    rt = create_app(
+        make_config(**env_),
+        store=open_store("", "oi", data_dir),
+        source=Source(None),
+        clock=lambda: START + timedelta(minutes=minute.value),
+        timer=lambda: timer.value,
+    ).extensions["oi"]
+    led = set()
+    for i in range(rounds):
+        barrier.wait()  # the driver moved the clocks
+        if not rt.closed and (first or i > 0):  # the first process ticks alone first: it takes the lease
+            if stop_at is not None and minute.value >= stop_at:
+                rt.close()  # a restart or a crash: the lease goes to the other process
+            else:
+                rt.tick()
+                if rt.refresher.is_leader():
+                    led.add(minute.value)
+        barrier.wait()  # every process is done with this round
+    rt.alerts.drain()
+    out.put((first, sorted(led), rt.alerts.log.events))
+    rt.close()
+
+
+def test_two_processes_on_one_store_send_each_event_once_across_a_hand_over(tmp_path, telegram):
+    import multiprocessing
+
+    env_ = env(telegram, rules_file(tmp_path, OI_RULE), DHAN_MIN_INTERVAL_SECONDS="1")
+    ctx = multiprocessing.get_context("spawn")
+    timer, minute = ctx.Value("d", 1_000_000.0), ctx.Value("i", 0)
+    barrier, out = ctx.Barrier(3, timeout=120), ctx.Queue()
+    minutes, per_minute = 20, 3
+    procs = [
+        ctx.Process(
+            target=_process,
+            args=(env_, tmp_path / "data", timer, minute, barrier, minutes * per_minute, stop, first, out),
+        )
+        for first, stop in ((True, 8), (False, None))  # the first leads, then stops at minute 8, inside the cooldown
+    ]
+    for p in procs:
+        p.start()
+    for m in range(minutes):
+        minute.value = m
+        for _ in range(per_minute):  # the expiry list, the chain, and a round to sync what was stored
+            timer.value += 1.05
+            barrier.wait()
+            barrier.wait()
+    results = {first: (led, events) for first, led, events in (out.get(timeout=60) for _ in procs)}
+    for p in procs:
+        p.join(60)
+    led_first, _ = results[True]
+    led_second, events = results[False]
+    assert led_first and max(led_first) < 8 and min(led_second) >= 8  # the lease changed hands at minute 8
+    # minute 6 fired once (the first process); minutes 8-10 still see +1,000 over 5 minutes: the second process,
+    # now leading, knows it fired and stays quiet; minute 14 is a new event, fired by the second process
+    assert sorted((e["at"][11:16], e["direction"]) for e in events) == [("10:06", "ce+"), ("10:14", "pe-")]
+    assert len(telegram.texts) == 2
+    assert "24000 CE: long build-up" in telegram.texts[0] and "23700 PE: long unwinding" in telegram.texts[1]
