@@ -26,6 +26,7 @@ re-read only when the store's event counter moves, so ``/api/events`` never quer
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import re
 import threading
@@ -358,8 +359,6 @@ class EventLog:
 
     def body(self, symbol: str, expiry: str | None = None) -> bytes:
         """``/api/events``: the symbol's events of the session, newest first, memoized until the next change."""
-        from oi.views import dumps  # oi.views imports the refresher; keep this module light for config.py
-
         key = (symbol, expiry)
         cached = self._bodies.get(key)
         if cached is None:
@@ -367,7 +366,8 @@ class EventLog:
                 mine = [e for e in self.events if e["symbol"] == symbol and (expiry is None or e["expiry"] == expiry)]
                 day = self.day
             mine.sort(key=lambda e: (e["ts"], e["id"]), reverse=True)
-            cached = dumps({"symbol": symbol, "session": day.isoformat() if day else None, "events": mine})
+            body = {"symbol": symbol, "session": day.isoformat() if day else None, "events": mine}
+            cached = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()  # as oi.views.dumps
             self._bodies[key] = cached
         return cached
 
@@ -426,8 +426,8 @@ class Alerts:
         """After a view sync: refresh the event log; in the lease holder, evaluate views with a new chain. Never
         raises (a failing rule or store must not stop the views); returns the events fired."""
         try:
-            if not changed and self.log.day == today:
-                return []
+            if (not changed or not self.rules) and self.log.day == today:
+                return []  # nothing new; or no rules here, so no events to pick up (the day's empty list is loaded)
             self.log.sync(self.store, today)
             if not self.rules:
                 return []
