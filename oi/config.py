@@ -68,7 +68,7 @@ class Config:
     mongo_db: str = "oi"
     data_dir: Path = Path("var")
     retention_days: int = 30  # history older than this many days is dropped (prune job; TTL index on MongoDB)
-    alerts_file: Path | None = None  # OI alert rules, TOML (oi/alerts.py); validated by from_env
+    alerts_file: Path | None = None  # OI alert rules, TOML (oi/alerts/); validated by from_env
     # Clock and calendar
     market_always_open: bool = False
     now: datetime | None = None

@@ -124,7 +124,7 @@ class Service:
                 on_new_token=self.refresher.token_replaced,
             )
             self.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
-        # OI alerts (oi/alerts.py): rules evaluated by the lease holder after each view sync; every process serves
+        # OI alerts (oi/alerts/): rules evaluated by the lease holder after each view sync; every process serves
         # the session's fired events from memory.
         rules = load_rules(config.alerts_file, config.symbols, config.lot_sizes) if config.alerts_file else ()
         prefix = f"[{config.domain_name}] " if config.domain_name else "[oi] "

@@ -34,7 +34,7 @@ from oi.market.model import OptionChain
 log = logging.getLogger(__name__)
 
 HISTORY_PREFIX = "history_"
-EVENTS_PREFIX = "events_"  # fired alerts (oi/alerts.py), one collection per session day like history
+EVENTS_PREFIX = "events_"  # fired alerts (oi/alerts/), one collection per session day like history
 # A BSON date in history documents on real MongoDB only, for its TTL index; the other backends keep plain types.
 TTL_FIELD, TTL_INDEX = "created", "ttl_created"
 
@@ -201,7 +201,7 @@ class Store:
                 collection.create_index(TTL_FIELD, expireAfterSeconds=seconds, name=TTL_INDEX)
         return names
 
-    # --- fired alerts (oi/alerts.py) ------------------------------------------------------------------------------
+    # --- fired alerts (oi/alerts/) ------------------------------------------------------------------------------
     def insert_event(self, day: date, doc: dict) -> bool:
         """Store a fired event under its deterministic ``_id``; False if that id is taken (another process fired
         it first). Moves the event counter and the version stamp, so every process re-reads the day's events."""
