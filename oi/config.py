@@ -277,6 +277,8 @@ class Config:
     data_dir: Path = setting("OI_DATA_DIR", Path("var"), data_dir)  # noqa: RUF009
     # history older than this many days is dropped (prune job; TTL index on MongoDB)
     retention_days: int = setting("OI_RETENTION_DAYS", 30, number(1, 3650, int))
+    # OI alert rules, TOML (oi/alerts/); every rule is checked by from_env, so a bad one stops start-up
+    alerts_file: Path | None = setting("OI_ALERTS_FILE", None, optional_path)  # noqa: RUF009
     # Clock and calendar
     market_always_open: bool = setting("OI_MARKET_ALWAYS_OPEN", False, flag)
     now: datetime | None = setting("OI_NOW", None, timestamp)  # noqa: RUF009
@@ -382,4 +384,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     if values["origin_secret"] and not values["cloudflare_proxied"]:
         # Without the proxy visitors reach the instance directly, without the header: every request would be 403.
         raise ConfigError("ORIGIN_SECRET needs CLOUDFLARE_PROXIED=1 (only Cloudflare adds X-Origin-Secret)")
+    if values["alerts_file"] is not None:
+        from oi.alerts import load_rules  # late: oi.alerts imports ConfigError from here
+
+        load_rules(values["alerts_file"], values["symbols"], values["lot_sizes"])  # a bad rule names itself
     return Config(**values)

@@ -14,8 +14,10 @@ from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from oi.alerts import Alerts, load_rules
 from oi.config import Config
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
+from oi.notify import Notifier
 from oi.pace import pace_seconds, round_seconds
 from oi.refresher import Refresher, Source
 from oi.store import Store, open_store
@@ -95,6 +97,7 @@ class Service:
         source: Source | None = None,
         clock: Clock | None = None,
         timer=None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.calendar: MarketCalendar = calendar_from_config(config)
@@ -132,10 +135,17 @@ class Service:
                 on_new_token=self.refresher.token_replaced,
             )
             self.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
+        # OI alerts (oi/alerts/): rules evaluated by the lease holder after each view sync; every process serves
+        # the session's fired events from memory.
+        rules = load_rules(config.alerts_file, config.symbols, config.lot_sizes) if config.alerts_file else ()
+        prefix = f"[{config.domain_name}] " if config.domain_name else "[oi] "
+        notifier = notifier or Notifier.from_config(config, prefix=prefix)
+        self.alerts = Alerts(rules, self.store, notifier, config.domain_name, config.lot_sizes)
         try:
             self.views.sync(self.clock().astimezone(IST).date())
         except Exception:
             log.warning("initial view load failed", exc_info=True)
+        self.alerts.after_sync(self.views, True, lambda: False, self.clock().astimezone(IST).date())
 
     # --- background work ----------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -145,14 +155,16 @@ class Service:
             self.refresher.run_once()
         except Exception:
             log.exception("refresher step failed")
+        today = self.clock().astimezone(IST).date()
         try:
-            self.views.sync(self.clock().astimezone(IST).date())
+            changed = self.views.sync(today)
         except Exception:
             if not self.store_down:
                 log.warning("view sync failed; serving the last views", exc_info=True)
             self.store_down = True
         else:
             self.store_down = self.refresher.store_down
+            self.alerts.after_sync(self.views, changed, self.refresher.is_leader, today)  # never raises
 
     def start(self) -> None:
         """Start the background work (:meth:`schedule`) in a scheduler thread. Idempotent."""
@@ -207,6 +219,7 @@ class Service:
             self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
         self.store_monitor.stop()
         self.refresher.stop()
+        self.alerts.close()  # queued Telegram messages go out first
 
     # --- health policy ------------------------------------------------------------------------------------------
     @property

@@ -236,8 +236,12 @@ def render_site(
     around: int,
     archive_base: str = "archive",
     lot_sizes: dict[str, int] | None = None,
+    events: list[dict] | None = None,
 ) -> dict:
-    """Write the site into `out` (emptied first). Returns a manifest: files written and the session."""
+    """Write the site into `out` (emptied first). Returns a manifest: files written and the session.
+
+    `events` are the session's fired alerts (:func:`oi.alerts.session_events`: newest first, each as /api/events
+    gives it); the page config carries them as ``events`` for the page's events strip."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -294,6 +298,7 @@ def render_site(
                 for ds in datasets
             ],
         },
+        "events": events or [],
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.globals["asset"] = lambda name: assets[name]

@@ -13,8 +13,9 @@ embedded on-disk default (montydb on SQLite), and the contract tests run it agai
 montydb scans a whole collection for every query and has no indexes, so data is shaped to keep every collection
 small: ``latest`` holds one document per (symbol, expiry); history lives in one collection per session day
 (``history_YYYYMMDD``), at most one snapshot per minute, written with ``insert_one`` so a write never scans. Old
-days are dropped whole (:meth:`Store.prune`). montydb's read-modify-write updates are not atomic across processes,
-so on the embedded store the lease, pace gate and version counter take an ``flock`` on a file beside the data.
+days are dropped whole (:meth:`Store.prune`), and so are the fired alerts, kept the same way (``events_YYYYMMDD``).
+montydb's read-modify-write updates are not atomic across processes, so on the embedded store the lease, pace gate
+and version counter take an ``flock`` on a file beside the data.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from oi.market.model import OptionChain
 log = logging.getLogger(__name__)
 
 HISTORY_PREFIX = "history_"
+EVENTS_PREFIX = "events_"  # fired alerts (oi/alerts/), one collection per session day like history
 # A BSON date in history documents on real MongoDB only, for its TTL index; the other backends keep plain types.
 TTL_FIELD, TTL_INDEX = "created", "ttl_created"
 
@@ -77,6 +79,10 @@ def minute_id(chain: OptionChain) -> str:
 
 def history_collection(day: date) -> str:
     return f"{HISTORY_PREFIX}{day:%Y%m%d}"
+
+
+def events_collection(day: date) -> str:
+    return f"{EVENTS_PREFIX}{day:%Y%m%d}"
 
 
 class Store:
@@ -168,14 +174,14 @@ class Store:
                 skipped.append(str(doc.get("_id")))
         return chains
 
-    def history_days(self) -> list[date]:
+    def history_days(self, prefix: str = HISTORY_PREFIX) -> list[date]:
         with self._thread_lock:
             names = self.db.list_collection_names()
         days = []
         for name in names:
-            if name.startswith(HISTORY_PREFIX):
+            if name.startswith(prefix):
                 with contextlib.suppress(ValueError):
-                    days.append(datetime.strptime(name[len(HISTORY_PREFIX) :], "%Y%m%d").date())
+                    days.append(datetime.strptime(name[len(prefix) :], "%Y%m%d").date())
         return sorted(days)
 
     def last_spot_before(self, symbol: str, day: date) -> float | None:
@@ -188,13 +194,17 @@ class Store:
         return float(docs[0]["spot"]) if docs and docs[0]["spot"] > 0 else None
 
     def prune(self, today: date, keep_days: int) -> list[date]:
-        """Drop history days older than `keep_days`, and the `latest` documents of expiries that expired before the
-        same cutoff (each is ~12 KB and every view reload reads them all); returns the dropped days."""
+        """Drop history (and fired-event) days older than `keep_days`, and the `latest` documents of expiries that
+        expired before the same cutoff (each is ~12 KB and every view reload reads them all); returns the dropped
+        history days."""
         cutoff = today - timedelta(days=keep_days)
         dropped = [d for d in self.history_days() if d < cutoff]
         with self._atomic():
             for day in dropped:
                 self.db.drop_collection(history_collection(day))
+            for day in self.history_days(EVENTS_PREFIX):
+                if day < cutoff:
+                    self.db.drop_collection(events_collection(day))
             expired = [d["_id"] for d in self.db.latest.find({"expiry": {"$lt": cutoff.isoformat()}}, {"_id": 1})]
             for key in expired:
                 self.db.latest.delete_one({"_id": key})
@@ -222,6 +232,31 @@ class Store:
                 collection.drop_index(TTL_INDEX)
                 collection.create_index(TTL_FIELD, expireAfterSeconds=seconds, name=TTL_INDEX)
         return names
+
+    # --- fired alerts (oi/alerts/) ------------------------------------------------------------------------------
+    def insert_event(self, day: date, doc: dict) -> bool:
+        """Store a fired event under its deterministic ``_id``; False if that id is taken (another process fired
+        it first). Moves the event counter and the version stamp, so every process re-reads the day's events."""
+        with self._atomic():
+            try:
+                self.db[events_collection(day)].insert_one(dict(doc))
+            except DUPLICATE_KEY:
+                return False
+            # The version bump (:meth:`_bump_version`) and the event counter in one write: on the embedded store
+            # every write is a commit, and this runs in the refresher's tick.
+            self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1, "events": 1}}, upsert=True)
+        return True
+
+    def events(self, day: date) -> list[dict]:
+        """The day's fired events, oldest first."""
+        with self._thread_lock:
+            return list(self.db[events_collection(day)].find({}).sort("ts", 1))
+
+    def events_stamp(self) -> int:
+        """A counter that moves with every stored event: a process re-reads the events only when it moved."""
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": "version"})
+        return int(doc.get("events", 0)) if doc else 0
 
     # --- expiry lists -------------------------------------------------------------------------------------------
     def save_expiries(self, symbol: str, expiries: list[str], fetched_on: date) -> None:

@@ -226,6 +226,14 @@ def api_strikes() -> Response:
     return _cached(rt, body, lambda: body, slow=True)  # a new point a minute, like /api/history
 
 
+@bp.get("/api/events")
+def api_events() -> Response:
+    """The session's fired alerts for a symbol (optionally one expiry), newest first, from memory."""
+    rt = _rt()
+    symbol = _symbol(rt)
+    return _json(rt.alerts.log.body(symbol, _expiry()))
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
     health = _rt().health()

@@ -137,3 +137,34 @@ def test_prune_drops_latest_of_long_expired_expiries(backend):
     assert backend.version() > version  # other processes reload their views
     backend.prune(T0.date(), keep_days=30)
     assert len(backend.latest_all()) == 2
+
+
+def event(eid, ts, **extra):
+    return {"_id": eid, "id": eid, "ts": ts, "rule": "r", "values": {"oi": 1}, **extra}
+
+
+def test_events_are_inserted_once_per_id_and_read_back_in_time_order(backend):
+    day = T0.date()
+    stamp, version = backend.events_stamp(), backend.version()
+    assert backend.events(day) == []
+    assert backend.insert_event(day, event("b|1", 20.0))
+    assert backend.insert_event(day, event("a|1", 10.0))
+    assert backend.events_stamp() == stamp + 2 and backend.version() > version
+    # the same firing from a second process: refused, and nothing moves
+    stamp, version = backend.events_stamp(), backend.version()
+    assert not backend.insert_event(day, event("b|1", 30.0, rule="other"))
+    assert backend.events_stamp() == stamp and backend.version() == version
+    assert [(e["_id"], e["ts"], e["rule"], e["values"]) for e in backend.events(day)] == [
+        ("a|1", 10.0, "r", {"oi": 1}),
+        ("b|1", 20.0, "r", {"oi": 1}),
+    ]
+    assert backend.events(day - timedelta(days=1)) == []
+    assert backend.history_days() == []  # events are not history
+
+
+def test_prune_drops_old_event_days(backend):
+    for days in (0, 40):
+        backend.insert_event(T0.date() - timedelta(days=days), event(f"e{days}", float(days)))
+    backend.prune(T0.date(), keep_days=30)
+    assert len(backend.events(T0.date())) == 1
+    assert backend.events(T0.date() - timedelta(days=40)) == []

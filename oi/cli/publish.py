@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from oi import snapshot
+from oi import alerts, snapshot
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
 from oi.store import STORE_ERRORS, open_store
@@ -54,6 +54,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         if day is None:
             raise Failure("refusing: the store holds no session data at all")
         datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
+        events = alerts.session_events(store, day)  # the day's fired alerts, for the page's events strip
     except STORE_ERRORS as exc:
         raise Failure(f"store unreachable: {describe_store(config.mongo_uri)} ({type(exc).__name__})") from None
     missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
@@ -79,7 +80,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     )
     if not publishing:
         manifest = snapshot.render_site(
-            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
         )
         click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
         return OK
@@ -91,7 +92,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
         snapshot.render_site(
-            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes
+            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
         )
         try:
             client = svc.s3 or s3.make_client(config)
