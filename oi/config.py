@@ -104,6 +104,13 @@ class Config:
     schedule_start: str = "08:50"
     schedule_stop: str = "15:45"
     schedule_timezone: str = "Asia/Kolkata"
+    # Live market feed (oi/feed/, issue #13): "dhan", "demo" (simulated ticks) or "off"; resolved from OI_FEED
+    feed: str = "off"
+    dhan_feed_url: str = "wss://api-feed.dhan.co"
+    feed_strikes: int = 20
+    feed_connections: int = 1
+    dhan_instruments_url: str = "https://images.dhan.co/api-data/api-scrip-master.csv"
+    rest_period_with_feed_seconds: float = 30.0
 
     @property
     def refresh_period_seconds(self) -> float:
@@ -231,6 +238,31 @@ def _renew_before(env: Mapping[str, str]) -> float:
     return hours
 
 
+def _feed(env: Mapping[str, str], source: str) -> dict:
+    """OI_FEED=auto (default) | on | off and its settings. auto and on follow the source: Dhan's live feed with
+    Dhan credentials, simulated ticks with the demo."""
+    mode = env.get("OI_FEED", "").strip().lower() or "auto"
+    if mode not in {"auto", "on", "off"}:
+        raise ConfigError(f"OI_FEED={mode!r} must be auto, on or off")
+    url = env.get("DHAN_FEED_URL", "").strip() or "wss://api-feed.dhan.co"
+    if not url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"DHAN_FEED_URL={url!r} must be a ws(s):// URL")
+    master = env.get("DHAN_INSTRUMENTS_URL", "").strip() or Config.dhan_instruments_url
+    if not master.startswith(("http://", "https://")):
+        raise ConfigError(f"DHAN_INSTRUMENTS_URL={master!r} must be an http(s) URL")
+    connections = int(_number(env, "OI_FEED_CONNECTIONS", 1, int, minimum=1))
+    if connections > 4:  # Dhan allows 5 per user; one is left for the operator's own tools
+        raise ConfigError(f"OI_FEED_CONNECTIONS={connections} must be at most 4")
+    return {
+        "feed": "off" if mode == "off" else source,
+        "dhan_feed_url": url,
+        "feed_strikes": int(_number(env, "OI_FEED_STRIKES", 20, int, minimum=1)),
+        "feed_connections": connections,
+        "dhan_instruments_url": master,
+        "rest_period_with_feed_seconds": _number(env, "OI_REST_PERIOD_WITH_FEED_SECONDS", 30.0, minimum=1),
+    }
+
+
 def parse_now(raw: str, name: str = "OI_NOW") -> datetime:
     """Parse an ISO-8601 timestamp that must carry its UTC offset (a naive time is ambiguous: IST or UTC?)."""
     try:
@@ -322,4 +354,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         schedule_start=_hhmm(env, "SCHEDULE_START", "08:50"),
         schedule_stop=_hhmm(env, "SCHEDULE_STOP", "15:45"),
         schedule_timezone=get("SCHEDULE_TIMEZONE", "Asia/Kolkata") or "Asia/Kolkata",
+        **_feed(env, source),
     )

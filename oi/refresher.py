@@ -20,12 +20,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from oi.market.calendar import IST, Clock, MarketCalendar
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
 from oi.store import STORE_ERRORS, Store
+
+if TYPE_CHECKING:
+    from oi.feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,17 @@ class Refresher:
     _backoff_level: int = 0
     _status: dict = field(default_factory=dict)
     store_down: bool = False  # the last store operation failed; cleared by the next one that works
+    # The market feed (oi/feed/), run while this process holds the lease: ticks are merged into the last REST chain
+    # and published at most every `publish_period` s per (symbol, expiry); while it is live, REST refreshes each
+    # pair only every `rest_period_with_feed` s (IV, Greeks and the chain's shape).
+    feed: Feed | None = None
+    rest_period_with_feed: float = 30.0
+    publish_period: float = 1.0
+    _leading: bool = False
+    _feed_base: dict[tuple[str, str], OptionChain] = field(default_factory=dict)
+    _feed_published: dict[tuple[str, str], float] = field(default_factory=dict)
+    _feed_pending: set[tuple[str, str]] = field(default_factory=set)
+    _feed_seen: tuple | None = None
 
     @property
     def lease_ttl(self) -> float:
@@ -79,6 +93,8 @@ class Refresher:
         return self.store.lease_holder(LEASE, self.timer()) == self.holder
 
     def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
         try:
             self.store.release_lease(LEASE, self.holder)
         except Exception:
@@ -89,6 +105,8 @@ class Refresher:
         if self._status.get("auth_failed") or self.store.status().get("auth_failed"):
             log.info("new Dhan access token in force: polling resumes")
             self._set_status(auth_failed=False, error=None, error_kind=None, reason=None)
+        if self.feed is not None:
+            self.feed.token_replaced()
 
     # --- choosing the next call ---------------------------------------------------------------------------------
     def next_task(self, now: datetime) -> tuple[str, str, str | None] | None:
@@ -96,6 +114,7 @@ class Refresher:
         market_open = self.calendar.is_open(now) or self.source.name == "demo"
         today = now.astimezone(IST).date()
         disabled = set(self._status.get("disabled", []))
+        relaxed = self.feed is not None and self.feed.status().live
         candidates: list[tuple[float, int, str, str]] = []
         for order, symbol in enumerate(self.symbols):
             if symbol in disabled:
@@ -111,6 +130,8 @@ class Refresher:
             for expiry in targets:
                 last = self._attempted.get((symbol, expiry))
                 if market_open:
+                    if relaxed and last is not None and self.timer() - last < self.rest_period_with_feed:
+                        continue  # the feed keeps LTP/OI moving; REST only refreshes IV, Greeks and the shape
                     candidates.append((last if last is not None else float("-inf"), order, symbol, expiry))
                 elif last is None and self.store.latest(symbol, expiry) is None:
                     # After hours only fill gaps once, so the page is never empty.
@@ -139,6 +160,12 @@ class Refresher:
             self._store_failed(exc)
             return None
         self._store_ok()
+        if self.feed is not None and self._leading:
+            try:
+                self._feed_tick()
+            except STORE_ERRORS as exc:
+                self._store_failed(exc)
+                return None
         if claimed is None:
             return None
         now, (kind, symbol, expiry) = claimed
@@ -170,7 +197,13 @@ class Refresher:
                 self.store.save_expiries(symbol, result, today)
                 self._stale_lists.discard(symbol)
             else:
-                self.store.save_chain(self._with_good_spot(result))
+                chain = self._with_good_spot(result)
+                if self.feed is not None:
+                    self._feed_base[(symbol, expiry)] = chain
+                    self.feed.follow([chain])
+                    chain = self.feed.apply(chain)
+                    self._feed_published[(symbol, expiry)] = self.timer()
+                self.store.save_chain(chain)
         except STORE_ERRORS as exc:
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
             return f"{label}: store"
@@ -183,7 +216,9 @@ class Refresher:
 
     def _claim(self) -> tuple[datetime, tuple[str, str, str | None]] | None:
         """The lease, the next task and its pace slot, or None when this process should not call now."""
-        if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
+        leading = self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl)
+        self._lead(leading)
+        if not leading:
             return None
         if self._status.get("auth_failed"):
             return None  # polling with a dead token risks a block; wait for an operator (or a renewed token)
@@ -194,6 +229,40 @@ class Refresher:
         if not self.store.claim_slot(PACE, self.timer(), self.interval + PACE_SLACK_SECONDS):
             return None
         return now, task
+
+    # --- the market feed ----------------------------------------------------------------------------------------
+    def _lead(self, leading: bool) -> None:
+        """Run the feed exactly where the lease is: one connection set per account, whatever the worker count."""
+        self._leading = leading
+        if self.feed is None or leading == self.feed.running:
+            return
+        if leading:
+            self.feed.start()
+        else:
+            log.info("lost the refresher lease: stopping the market feed")
+            self.feed.stop()
+
+    def _feed_tick(self) -> None:
+        """Share the feed's state with every worker (on change only), and publish each (symbol, expiry) that ticked,
+        at most once per `publish_period`: the saved chain bumps the store's version, which the views pick up."""
+        feed = self.feed
+        state = feed.status()
+        seen = (state.state, state.reason, state.instruments)
+        if seen != self._feed_seen:
+            self._feed_seen = seen
+            self._set_status(feed={"state": state.state, "reason": state.reason, "instruments": state.instruments})
+        self._feed_pending |= feed.changed()
+        now = self.timer()
+        for pair in sorted(self._feed_pending):
+            base = self._feed_base.get(pair)
+            if base is None:
+                self._feed_pending.discard(pair)  # no REST chain yet: the first one carries the ticks
+                continue
+            if now - self._feed_published.get(pair, float("-inf")) < self.publish_period:
+                continue
+            self.store.save_chain(feed.apply(base))
+            self._feed_published[pair] = now
+            self._feed_pending.discard(pair)
 
     def _with_good_spot(self, chain: OptionChain) -> OptionChain:
         """Dhan sends spot 0 on holidays, before the open and in glitches: keep the symbol's last good spot, so ATM

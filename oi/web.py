@@ -89,6 +89,8 @@ class Runtime:
         if not self.market_open(now):
             return False, None
         limit = 3 * max(self.config.refresh_period_seconds, self.config.dhan_min_interval_seconds)
+        if (status.get("feed") or {}).get("state") == "live":  # REST relaxed: a quiet leg may not tick for a while
+            limit = max(limit, 3 * self.config.rest_period_with_feed_seconds)
         oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
         if oldest is None:
             return True, "no data yet"
@@ -99,6 +101,22 @@ class Runtime:
         if age > limit:
             return True, f"data is {int(age)} s old"
         return False, None
+
+
+def feed_state(rt: Runtime) -> dict | None:
+    """The feed as viewers see it: the lease holder's state (shared through the store), and when it is not live,
+    how fresh REST keeps the data instead. None when OI_FEED=off."""
+    if rt.refresher.feed is None:
+        return None
+    shared = rt.views.status.get("feed")
+    out = {"state": (shared or {}).get("state") or "off", "instruments": (shared or {}).get("instruments") or 0}
+    why = (shared or {}).get("reason")
+    if out["state"] != "live":
+        rest = f"REST, every {rt.config.refresh_period_seconds:g} s"
+        why = f"{rest} ({why})" if why else rest
+    if why:
+        out["reason"] = why
+    return out
 
 
 def _rt() -> Runtime:
@@ -217,6 +235,9 @@ def api_oi() -> Response:
     now = rt.clock()
     stale, reason = rt.freshness(now)
     head = {"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)}
+    feed = feed_state(rt)
+    if feed is not None:
+        head["feed"] = feed
     if at is not None:
         head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it.
@@ -263,6 +284,9 @@ def healthz() -> Response:
         "data_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
         "store": "ok" if store_ok else "down",
     }
+    feed = feed_state(rt)
+    if feed is not None:
+        body["feed"] = feed
     if watch is not None and watch.expires_at is not None:
         body["token"] = watch.state(now).as_dict()  # when it expires, never the token
     if reason:
@@ -298,13 +322,43 @@ def build_source(config: config_mod.Config, calendar: MarketCalendar):
     return DemoSource(calendar, seed=config.demo_seed)
 
 
-def register_runtime(app: Flask, config: config_mod.Config, store=None, source=None, clock=None, timer=None) -> Runtime:
+def build_feed(config: config_mod.Config, source, calendar: MarketCalendar, clock: Clock):
+    """The market feed for this source (OI_FEED), or None. Built in every process; only the lease holder starts it."""
+    if config.feed == "demo" and source.name == "demo":
+        from oi.feed.demo import DemoFeed
+
+        return DemoFeed(source)
+    if config.feed != "dhan" or source.name != "dhan":
+        return None
+    from oi.feed.instruments import InstrumentMaster, Resolver
+    from oi.feed.supervisor import FeedSupervisor
+
+    master = InstrumentMaster(
+        config.dhan_instruments_url, config.data_dir, config.symbols, clock, timeout=config.dhan_timeout_seconds
+    )
+    return FeedSupervisor(
+        config.dhan_feed_url,
+        config.dhan_client_id,
+        lambda: source.http.access_token,  # late-bound: a renewed token is used from the next connect
+        Resolver(master),
+        config.underlyings,
+        strikes=config.feed_strikes,
+        connections=config.feed_connections,
+        calendar=calendar,
+        clock=lambda: clock(),
+    )
+
+
+def register_runtime(
+    app: Flask, config: config_mod.Config, store=None, source=None, clock=None, timer=None, feed=None
+) -> Runtime:
     calendar = calendar_from_config(config)
     clock = clock or clock_from_config(config)
     store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
     source = source or build_source(config, calendar)
     views = ViewCache(store, config.symbols, config.expiries_per_symbol, config.lot_sizes)
     extra = {"timer": timer} if timer else {}
+    feed = feed if feed is not None else build_feed(config, source, calendar, clock)
     refresher = Refresher(
         store,
         source,
@@ -314,6 +368,8 @@ def register_runtime(app: Flask, config: config_mod.Config, store=None, source=N
         config.expiries_per_symbol,
         config.dhan_min_interval_seconds,
         config.dhan_timeout_seconds,
+        feed=feed,
+        rest_period_with_feed=config.rest_period_with_feed_seconds,
         **extra,
     )
     rt = Runtime(config, store, source, calendar, clock, views, refresher)
@@ -377,7 +433,7 @@ def register_scheduler(rt: Runtime) -> None:
 
 
 def create_app(config: config_mod.Config | None = None, **overrides) -> Flask:
-    """Build the app. `overrides` (store, source, clock, timer) let tests swap clients."""
+    """Build the app. `overrides` (store, source, clock, timer, feed) let tests swap clients."""
     config = config or config_mod.from_env()
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.json.sort_keys = False

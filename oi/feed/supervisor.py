@@ -67,7 +67,7 @@ class FeedSupervisor:
         self,
         url: str,
         client_id: str,
-        token: str,
+        token: str | Callable[[], str],
         resolver: Callable[[OptionChain], Mapping[LegKey, Instrument] | None],
         underlyings: Mapping[str, tuple[int, str]],
         strikes: int = 20,
@@ -159,10 +159,15 @@ class FeedSupervisor:
             pairs |= self._pairs_of.get(key, frozenset())
         return pairs
 
-    def token_replaced(self, token: str) -> None:
-        """A new access token: use it from the next connect, and lift a stop caused by a token problem."""
-        self._token = token
+    def token_replaced(self, token: str | None = None) -> None:
+        """A new access token (given, or read from the token callable): used from the next connect, and it lifts a
+        stop caused by a token problem."""
+        if token is not None:
+            self._token = token
         self._signal(self._resume)
+
+    def _current_token(self) -> str:
+        return self._token() if callable(self._token) else self._token
 
     def status(self) -> FeedStatus:
         states = dict(self._conn_state)
@@ -305,7 +310,9 @@ class FeedSupervisor:
                     with attempt:
                         self._set(index, CONNECTING, reason)
                         self.attempts.append((index, self.timer()))
-                        task = asyncio.create_task(conn.session(feed_url(self.url, self.client_id, self._token)))
+                        task = asyncio.create_task(
+                            conn.session(feed_url(self.url, self.client_id, self._current_token()))
+                        )
                         watcher = asyncio.create_task(self._mark_live(index, conn))
                         try:
                             await task
