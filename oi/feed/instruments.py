@@ -109,6 +109,8 @@ class InstrumentMaster:
             with open(tmp, "wb") as fh:
                 for block in resp.iter_content(1 << 16):
                     fh.write(block)
+        stamp = self.clock().timestamp()  # "downloaded on" by our clock, so the once-a-day check uses one clock
+        os.utime(tmp, (stamp, stamp))
         os.replace(tmp, self.path)  # readers never see half a file
         log.info("downloaded Dhan's instrument master (%d bytes)", self.path.stat().st_size)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from websockets.http11 import Response
 
 from oi.feed import protocol
 from tests.fakes.dhan import CLIENT_ID, TOKEN
+
+_QUIET = logging.getLogger("tests.fakes.feed.server")
+_QUIET.setLevel(logging.INFO)
 
 
 @dataclass
@@ -66,6 +70,7 @@ class FakeFeed:
             ping_interval=self.ping_interval,
             ping_timeout=None,
             compression=None,
+            logger=_QUIET,  # its DEBUG log shows the request line, token included: not what the tests check
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
