@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from oi.market.calendar import IST, Clock, MarketCalendar
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
-from oi.store import STORE_ERRORS, Store
+from oi.store import STORE_ERRORS, Store, minute_id
 
 if TYPE_CHECKING:
     from oi.feed import Feed
@@ -80,8 +80,9 @@ class Refresher:
     publish_period: float = 1.0
     _leading: bool = False
     _feed_base: dict[tuple[str, str], OptionChain] = field(default_factory=dict)
-    _feed_published: dict[tuple[str, str], float] = field(default_factory=dict)
+    _feed_last_publish: float = float("-inf")
     _feed_pending: set[tuple[str, str]] = field(default_factory=set)
+    _feed_minute: dict[tuple[str, str], str] = field(default_factory=dict)  # the minute of the last history write
     _feed_seen: tuple | None = None
 
     @property
@@ -202,7 +203,7 @@ class Refresher:
                     self._feed_base[(symbol, expiry)] = chain
                     self.feed.follow([chain])
                     chain = self.feed.apply(chain)
-                    self._feed_published[(symbol, expiry)] = self.timer()
+                    self._feed_minute[(symbol, expiry)] = minute_id(chain)
                 self.store.save_chain(chain)
         except STORE_ERRORS as exc:
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one
@@ -253,16 +254,25 @@ class Refresher:
             self._set_status(feed={"state": state.state, "reason": state.reason, "instruments": state.instruments})
         self._feed_pending |= feed.changed()
         now = self.timer()
-        for pair in sorted(self._feed_pending):
+        # One publication for every pair that ticked, at most every `publish_period`: one write, one version bump
+        # and one view reload per second in every worker, whatever the number of pairs.
+        if not self._feed_pending or now - self._feed_last_publish < self.publish_period:
+            return
+        self._feed_last_publish = now
+        due, self._feed_pending = sorted(self._feed_pending), set()
+        latest, minute = [], []
+        for pair in due:
             base = self._feed_base.get(pair)
             if base is None:
-                self._feed_pending.discard(pair)  # no REST chain yet: the first one carries the ticks
-                continue
-            if now - self._feed_published.get(pair, float("-inf")) < self.publish_period:
-                continue
-            self.store.save_chain(feed.apply(base))
-            self._feed_published[pair] = now
-            self._feed_pending.discard(pair)
+                continue  # no REST chain yet: the first one carries the ticks
+            chain = feed.apply(base)
+            # The first chain of a minute also goes to history (as every REST chain does); the rest only replace
+            # the latest view, all in one write with one version bump.
+            (minute if minute_id(chain) != self._feed_minute.get(pair) else latest).append(chain)
+        for chain in minute:
+            self.store.save_chain(chain)
+            self._feed_minute[(chain.symbol, chain.expiry)] = minute_id(chain)
+        self.store.save_latest(latest)
 
     def _with_good_spot(self, chain: OptionChain) -> OptionChain:
         """Dhan sends spot 0 on holidays, before the open and in glitches: keep the symbol's last good spot, so ATM

@@ -116,6 +116,9 @@ def feed_state(rt: Runtime) -> dict | None:
         why = f"{rest} ({why})" if why else rest
     if why:
         out["reason"] = why
+    if rt.refresher.feed.running:  # this process holds the feed: its own counters too
+        local = rt.refresher.feed.status()
+        out.update(packets=local.packets, skipped=local.skipped, last_packet=local.last_packet)
     return out
 
 

@@ -85,6 +85,7 @@ class FeedConnection:
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
         self.live = False
         self.skipped = 0  # unknown, short or malformed packets
+        self.stalled = False
         self.connects = 0
         self.ws: _Connection | None = None
 
@@ -134,6 +135,8 @@ class FeedConnection:
             log.info("feed connection %d up: %d instrument(s)", self.index, len(self.holds()))
             await self._read(ws)
         except ConnectionClosed as exc:
+            if self.stalled:
+                raise FeedDroppedError(f"no packet and no ping for {self.stall_timeout:g} s", True) from None
             code = exc.rcvd.code if exc.rcvd else "none"
             raise FeedDroppedError(f"connection dropped (close code {code})", self.live) from None
         finally:
@@ -147,19 +150,30 @@ class FeedConnection:
             await ws.send(msg)
 
     async def _read(self, ws: _Connection) -> None:
+        watchdog = asyncio.create_task(self._watch(ws))
+        try:
+            async for data in ws:  # no per-message timer: a watchdog task looks for stalls instead
+                packet = protocol.parse(data) if isinstance(data, bytes) else None
+                if packet is None:
+                    self.skipped += 1
+                    continue
+                if isinstance(packet, protocol.Disconnect):
+                    raise FeedClosedError(packet.reason, packet.message)
+                self.on_packet(packet)
+        finally:
+            watchdog.cancel()
+        if self.stalled:
+            raise FeedDroppedError(f"no packet and no ping for {self.stall_timeout:g} s", True)
+        raise FeedDroppedError("connection closed by Dhan", True)
+
+    async def _watch(self, ws: _Connection) -> None:
+        """In market hours, cut a connection on which the server has shown no life for `stall_timeout`."""
         loop = asyncio.get_running_loop()
         check = max(0.05, min(1.0, self.stall_timeout / 4))
+        self.stalled = False
         while True:
-            try:
-                data = await asyncio.wait_for(ws.recv(), timeout=check)  # recv() is cancellation-safe
-            except TimeoutError:
-                if self.in_market() and loop.time() - ws.last_activity > self.stall_timeout:
-                    raise FeedDroppedError(f"no packet and no ping for {self.stall_timeout:g} s", True) from None
-                continue
-            packet = protocol.parse(data) if isinstance(data, bytes) else None
-            if packet is None:
-                self.skipped += 1
-                continue
-            if isinstance(packet, protocol.Disconnect):
-                raise FeedClosedError(packet.reason, packet.message)
-            self.on_packet(packet)
+            await asyncio.sleep(check)
+            if self.in_market() and loop.time() - ws.last_activity > self.stall_timeout:
+                self.stalled = True
+                ws.transport.abort()
+                return
