@@ -78,6 +78,7 @@ class Refresher:
     feed: Feed | None = None
     rest_period_with_feed: float = 30.0
     publish_period: float = 1.0
+    on_publish: Callable[[list[OptionChain]], None] | None = None
     _leading: bool = False
     _feed_base: dict[tuple[str, str], OptionChain] = field(default_factory=dict)
     _feed_last_publish: float = float("-inf")
@@ -269,6 +270,11 @@ class Refresher:
             # The first chain of a minute also goes to history (as every REST chain does); the rest only replace
             # the latest view, all in one write with one version bump.
             (minute if minute_id(chain) != self._feed_minute.get(pair) else latest).append(chain)
+        if self.on_publish is not None:
+            try:
+                self.on_publish(minute + latest)  # this process's own views first: no store round trip
+            except Exception:
+                log.exception("publishing ticks to this process's views failed")
         for chain in minute:
             self.store.save_chain(chain)
             self._feed_minute[(chain.symbol, chain.expiry)] = minute_id(chain)

@@ -169,7 +169,8 @@ def index() -> str:
         "symbols": list(rt.config.symbols),
         "strikes": rt.config.strikes_around_atm,
         "source": rt.source.name,
-        "refresh_ms": int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
+        # With a feed, a tick is published within a second: poll at that pace to show it.
+        "refresh_ms": 1000 if rt.refresher.feed else int(max(2.0, min(rt.config.refresh_period_seconds, 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
     return render_template("index.html", page_config=page_config, source=rt.source.name)
@@ -375,6 +376,7 @@ def register_runtime(
         rest_period_with_feed=config.rest_period_with_feed_seconds,
         **extra,
     )
+    refresher.on_publish = views.put  # the feed's ticks reach this process's viewers without a store round trip
     rt = Runtime(config, store, source, calendar, clock, views, refresher)
     if config.source == "dhan" and hasattr(source, "set_token"):
         rt.token_watch = TokenWatch(

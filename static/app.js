@@ -288,6 +288,8 @@
     const t = new Date(d.as_of);
     $("as-of").dateTime = d.as_of;
     $("as-of").textContent = t.toLocaleString("en-IN", { timeZone: "Asia/Kolkata", dateStyle: "medium", timeStyle: "medium" }) + " IST";
+    // The market feed (issue #13): live ticks, or why data moves at REST's pace instead ("REST, every N s").
+    if (d.feed) $("as-of").textContent += d.feed.state === "live" ? " · live feed" : " · " + (d.feed.reason || "REST");
     if (cfg.mode === "static") showBanner(cfg.banner || "");
     else if (d.stale) showBanner("Stale data — " + (d.stale_reason || "not updating") + ". Showing the last good snapshot.");
     else if (state.at) showBanner("Replaying " + hhmm(d.as_of) + " IST — press Live to return to the latest data.");

@@ -81,6 +81,25 @@ def test_scripted_oi_change_reaches_api_within_1_5_s(live_app, feed, fake_dhan, 
     assert TOKEN not in caplog.text  # the feed URL carries it: neither we nor websockets may log it
 
 
+def test_ticks_publish_at_most_once_a_second_and_history_once_a_minute(live_app, feed, fake_dhan, store):
+    client = live_app.test_client()
+    assert wait_until(lambda: (client.get("/healthz").get_json().get("feed") or {}).get("state") == "live", 10)
+    oc = fake_dhan.chain["data"]["oc"]
+    ids = [oc[k][s]["security_id"] for k in ("23800.000000", "23850.000000", "23900.000000") for s in ("ce", "pe")]
+    expiry = client.get("/api/oi?symbol=NIFTY").get_json()["expiry"]
+    time.sleep(1.1)
+    version, n, start = store.version(), 0, time.monotonic()
+    while time.monotonic() - start < 3.0:  # ~300 ticks over six legs
+        n += 1
+        feed.push(NSE_FNO, ids[n % len(ids)], ltp=100.0 + n % 7, oi=1_000_000 + 75 * n)
+        time.sleep(0.01)
+    bumps = store.version() - version
+    assert 2 <= bumps <= 5, bumps  # each publication is one write: ~3 in 3 s, not one per tick
+    day = datetime.now(IST).date()
+    stamps = [c.as_of.astimezone(IST).strftime("%H%M") for c in store.history("NIFTY", expiry, day)]
+    assert len(stamps) == len(set(stamps))  # history keeps one snapshot a minute
+
+
 def test_rest_relaxes_while_live_and_takes_over_when_the_feed_stops(live_app, feed, fake_dhan):
     client = live_app.test_client()
     assert wait_until(lambda: (client.get("/healthz").get_json().get("feed") or {}).get("state") == "live", 10)
