@@ -31,6 +31,6 @@ test: $(BIN)/.dev chromium
 	$(BIN)/python -m pytest
 
 # All benchmarks (about 20 minutes, memory.py alone samples for 10), or some: make bench BENCH="serve load".
-BENCH ?= serve load upstream_calls snapshot memory
+BENCH ?= serve load upstream_calls snapshot memory feed
 bench: $(BIN)/.dev
 	@for name in $(BENCH); do echo "== benchmarks/$$name.py"; $(BIN)/python benchmarks/$$name.py || exit 1; done

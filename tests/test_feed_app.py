@@ -17,8 +17,10 @@ from oi.feed import protocol
 from oi.feed.instruments import MASTER_FILE, InstrumentMaster, Resolver
 from oi.market.calendar import IST
 from oi.market.dhan import normalize
+from oi.refresher import nearest_expiries
 from oi.web import create_app
 from tests.conftest import make_config
+from tests.fakes import closed_port_url
 from tests.fakes.dhan import TOKEN
 from tests.fakes.feed import FakeFeed
 from tests.test_feed import wait_until
@@ -208,6 +210,48 @@ def chain_without_ids(fake_chain: dict):
     return normalize("NIFTY", "2026-11-24", raw, datetime(2026, 11, 23, 11, 0, tzinfo=IST))
 
 
+def test_chain_without_security_ids_streams_through_the_master(dhan_env, feed, fake_dhan, store, tmp_path):
+    """The recorded-2025 shape end to end: no security_id in the chain, ids from the instrument master."""
+    for row in fake_dhan.chain["data"]["oc"].values():
+        for side in ("ce", "pe"):
+            row[side].pop("security_id", None)
+    expiry = nearest_expiries(fake_dhan.expiries["data"], datetime.now(IST).date(), 1)[0]
+    lines = [MASTER_CSV.read_text().splitlines()[0]]
+    ids = {}
+    for n, key in enumerate(fake_dhan.chain["data"]["oc"]):
+        strike = float(key)
+        for kind in ("CE", "PE"):
+            ids[(strike, kind)] = sid = 80_000 + 2 * n + (kind == "PE")
+            lines.append(
+                f"NSE,D,{sid},OPTIDX,0,NIFTY-X-{strike:.0f}-{kind},75.0,NIFTY {strike:.0f} {kind},"
+                f"{expiry} 14:30:00,{strike:.5f},{kind},5.0000,W,OPTIDX,NA,"
+            )
+    master = MasterServer(("\n".join(lines) + "\n").encode())
+    config = make_config(
+        **dhan_env,
+        OI_NOW="",
+        OI_MARKET_ALWAYS_OPEN="1",
+        OI_FEED="on",
+        DHAN_FEED_URL=feed.url,
+        DHAN_INSTRUMENTS_URL=master.url,
+        DHAN_MIN_INTERVAL_SECONDS="0.05",
+        OI_FEED_STRIKES="2",
+        OI_DATA_DIR=str(tmp_path),
+    )
+    app = create_app(config, store=store)
+    rt, client = app.extensions["oi"], app.test_client()
+    try:
+        assert wait_until(lambda: rt.tick() or rt.refresher.feed.status().live, 10)
+        held = feed.held(0)
+        assert (NSE_FNO, ids[(23850.0, "CE")]) in held and (NSE_FNO, ids[(23750.0, "PE")]) in held
+        assert len(held) == 2 * 5 + 1 and master.hits == 1
+        feed.push(NSE_FNO, ids[(23850.0, "PE")], ltp=88.8, oi=7_777_725)
+        assert wait_until(lambda: rt.tick() or leg(client, 23850.0, "pe")["oi"] == 7_777_725, 5)
+    finally:
+        rt.close()
+        master.close()
+
+
 def test_master_maps_legs_by_symbol_expiry_strike_and_type(master_server, tmp_path, fake_dhan):
     now = [datetime(2026, 11, 23, 9, 0, tzinfo=IST)]
     master = InstrumentMaster(master_server.url, tmp_path, ["NIFTY"], lambda: now[0], timeout=5)
@@ -242,3 +286,32 @@ def test_master_unavailable_means_rest_only_with_a_reason(master_server, tmp_pat
     assert "instrument master unavailable" in resolver.reason
     hits = master_server.hits
     assert resolver(chain_without_ids(fake_dhan.chain)) is None and master_server.hits == hits  # no retry storm
+
+
+def test_no_mapping_means_rest_only_said_on_healthz(dhan_env, feed, fake_dhan, store, tmp_path):
+    for row in fake_dhan.chain["data"]["oc"].values():
+        for side in ("ce", "pe"):
+            row[side].pop("security_id", None)
+    config = make_config(
+        **dhan_env,
+        OI_NOW="",
+        OI_MARKET_ALWAYS_OPEN="1",
+        OI_FEED="on",
+        DHAN_FEED_URL=feed.url,
+        DHAN_INSTRUMENTS_URL=closed_port_url() + "/api-scrip-master.csv",
+        DHAN_MIN_INTERVAL_SECONDS="0.05",
+        OI_DATA_DIR=str(tmp_path),
+    )
+    app = create_app(config, store=store)
+    rt, client = app.extensions["oi"], app.test_client()
+    try:
+
+        def reason() -> str:
+            rt.tick()
+            return (client.get("/healthz").get_json().get("feed") or {}).get("reason") or ""
+
+        assert wait_until(lambda: "instrument master unavailable" in reason(), 10)
+        assert reason().startswith("REST, every") and "REST only for NIFTY" in reason()
+        assert not feed.connections  # nothing to subscribe: no connection at all
+    finally:
+        rt.close()
