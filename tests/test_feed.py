@@ -255,14 +255,15 @@ def test_sixth_connection_drops_oldest_with_805_and_no_storm(feed):
 
 
 def test_805_retries_once_after_cooldown(feed):
-    s = supervisor(feed.url, cooldown_805=0.5)
+    s = supervisor(feed.url, cooldown_805=1.0)
     s.start()
     try:
         s.follow([recorded_chain()])
         assert wait_until(lambda: s.status().live)
         feed.disconnect(805)
         assert wait_until(lambda: s.status().state == STOPPED)
-        time.sleep(0.25)
+        assert "retrying in 1 s" in s.status().reason
+        time.sleep(0.3)
         assert len(s.attempts) == 1
         assert wait_until(lambda: s.status().live)
         assert len(s.attempts) == 2
@@ -288,15 +289,15 @@ def test_stall_in_market_hours_reconnects(feed):
     try:
         s.follow([recorded_chain()])
         assert wait_until(lambda: s.status().live)
-        assert wait_until(lambda: len(feed.connections) >= 2, 3)  # silent server, no pings: a stall
-        assert feed.held(1) == feed.held(0)
+        assert wait_until(lambda: len(feed.connections) >= 2, 5)  # silent server, no pings: a stall
+        assert wait_until(lambda: feed.held(1) == feed.held(0))  # resubscribed in full
     finally:
         s.stop()
 
 
 def test_pings_keep_a_quiet_feed_alive():
     server = FakeFeed(ping_interval=0.05).start()
-    s = supervisor(server.url, stall_timeout=0.3)
+    s = supervisor(server.url, stall_timeout=0.6)
     try:
         s.start()
         s.follow([recorded_chain()])
@@ -341,3 +342,24 @@ def test_stop_closes_and_reports_off(feed, sup):
     assert sup.status().state == OFF
     assert wait_until(lambda: not feed.open_connections())
     assert LIVE == "live"
+
+
+def test_feed_settings_are_validated():
+    from oi.config import ConfigError, from_env
+
+    assert from_env({}).feed == "demo"  # auto: simulated ticks without credentials
+    assert from_env({"DHAN_CLIENT_ID": "1", "DHAN_ACCESS_TOKEN": "tok-123456"}).feed == "dhan"
+    assert from_env({"DHAN_CLIENT_ID": "1", "DHAN_ACCESS_TOKEN": "tok-123456", "OI_FEED": "off"}).feed == "off"
+    cfg = from_env({"OI_FEED_STRIKES": "5", "OI_FEED_CONNECTIONS": "4", "DHAN_FEED_URL": "ws://127.0.0.1:9"})
+    assert (cfg.feed_strikes, cfg.feed_connections, cfg.dhan_feed_url) == (5, 4, "ws://127.0.0.1:9")
+    for bad, name in (
+        ({"OI_FEED": "sometimes"}, "OI_FEED"),
+        ({"OI_FEED_CONNECTIONS": "5"}, "OI_FEED_CONNECTIONS"),
+        ({"OI_FEED_CONNECTIONS": "0"}, "OI_FEED_CONNECTIONS"),
+        ({"OI_FEED_STRIKES": "x"}, "OI_FEED_STRIKES"),
+        ({"DHAN_FEED_URL": "https://api-feed.dhan.co"}, "DHAN_FEED_URL"),
+        ({"DHAN_INSTRUMENTS_URL": "ftp://x"}, "DHAN_INSTRUMENTS_URL"),
+        ({"OI_REST_PERIOD_WITH_FEED_SECONDS": "0"}, "OI_REST_PERIOD_WITH_FEED_SECONDS"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            from_env(bad)

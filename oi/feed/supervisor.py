@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -105,7 +106,8 @@ class FeedSupervisor:
         self._wake: asyncio.Event | None = None
         self._resume: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
-        self.attempts: list[tuple[int, float]] = []  # (connection, timer()) of every connect attempt: for tests
+        # (connection, timer()) of the latest connect attempts, for tests and post-mortems
+        self.attempts: deque[tuple[int, float]] = deque(maxlen=100)
 
     # --- owner API (any thread) ---------------------------------------------------------------------------------
     def start(self) -> None:
