@@ -363,3 +363,25 @@ def test_feed_settings_are_validated():
     ):
         with pytest.raises(ConfigError, match=name):
             from_env(bad)
+
+
+def test_an_unexpected_error_reconnects_instead_of_ending_the_feed(feed, sup, monkeypatch):
+    chain = recorded_chain()
+    sup.start()
+    sup.follow([chain])
+    assert wait_until(lambda: sup.status().live)
+    calls = []
+
+    def broken(packet):
+        calls.append(packet)
+        if len(calls) == 1:
+            raise RuntimeError("bug in a callback")
+        sup.book.on_packet(packet)
+
+    for conn in sup._conns.values():
+        monkeypatch.setattr(conn, "on_packet", broken)
+    ce = chain.security_ids[(23850.0, "CE")]
+    feed.push(NSE_FNO, ce, ltp=1.0, oi=1)
+    assert wait_until(lambda: len(feed.connections) == 2 and sup.status().live)
+    feed.push(NSE_FNO, ce, ltp=2.0, oi=2)
+    assert wait_until(lambda: next(s for s in sup.apply(chain).strikes if s.strike == 23850.0).ce.oi == 2)

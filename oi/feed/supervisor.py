@@ -324,6 +324,12 @@ class FeedSupervisor:
                             if exc.was_live:
                                 raise _LiveDropError(str(exc)) from None
                             raise
+                        except (FeedClosedError, asyncio.CancelledError):
+                            raise
+                        except Exception as exc:  # a bug must not end the feed for the day: back off, retry
+                            log.exception("feed connection %d failed", index)
+                            reason = f"reconnecting: internal error ({type(exc).__name__})"
+                            raise FeedDroppedError(reason) from None
                         finally:
                             watcher.cancel()
             except _LiveDropError:
