@@ -270,6 +270,8 @@ class Refresher:
             # The first chain of a minute also goes to history (as every REST chain does); the rest only replace
             # the latest view, all in one write with one version bump.
             (minute if minute_id(chain) != self._feed_minute.get(pair) else latest).append(chain)
+        # The live spot (the index's ticks) moves the subscription window between REST chains.
+        feed.follow(minute + latest)
         if self.on_publish is not None:
             try:
                 self.on_publish(minute + latest)  # this process's own views first: no store round trip

@@ -102,6 +102,18 @@ def test_ticks_publish_at_most_once_a_second_and_history_once_a_minute(live_app,
     assert len(stamps) == len(set(stamps))  # history keeps one snapshot a minute
 
 
+def test_window_follows_the_index_tick_between_rest_chains(live_app, feed, fake_dhan):
+    client = live_app.test_client()
+    assert wait_until(lambda: (client.get("/healthz").get_json().get("feed") or {}).get("state") == "live", 10)
+    oc = fake_dhan.chain["data"]["oc"]
+    far = oc["24050.000000"]["ce"]["security_id"]
+    assert (NSE_FNO, far) not in feed.held(0)  # ATM 23850 ± 3 strikes
+    feed.push(protocol.SEGMENTS["IDX_I"], 13, ltp=23952.0, oi=0)  # spot moves up two strikes
+    assert wait_until(lambda: (NSE_FNO, far) in feed.held(0), 5)
+    assert (NSE_FNO, oc["23700.000000"]["ce"]["security_id"]) not in feed.held(0)
+    assert client.get("/api/oi?symbol=NIFTY").get_json()["spot"] == 23952.0
+
+
 def test_rest_relaxes_while_live_and_takes_over_when_the_feed_stops(live_app, feed, fake_dhan):
     client = live_app.test_client()
     assert wait_until(lambda: (client.get("/healthz").get_json().get("feed") or {}).get("state") == "live", 10)
