@@ -111,6 +111,20 @@ def choice(*choices: str) -> Parser:
     return parse
 
 
+def ws_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _raw(env, name) or default
+    if not value.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{name}={value!r} must be a ws(s):// URL")
+    return value
+
+
+def feed_mode(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name).lower() or default
+    if raw not in {"auto", "on", "off"}:
+        raise ConfigError(f"{name}={raw!r} must be auto, on or off")
+    return raw
+
+
 def hhmm(env: Mapping[str, str], name: str, default: str) -> str:
     raw = _raw(env, name) or default
     try:
@@ -315,6 +329,17 @@ class Config:
     schedule_start: str = setting("SCHEDULE_START", "08:50", hhmm)
     schedule_stop: str = setting("SCHEDULE_STOP", "15:45", hhmm)
     schedule_timezone: str = setting("SCHEDULE_TIMEZONE", "Asia/Kolkata")
+    # Live market feed (oi/feed/, issue #13). OI_FEED=auto (default) | on | off; from_env resolves it to what runs:
+    # "dhan" (Dhan's feed, with Dhan credentials), "demo" (simulated ticks) or "off".
+    feed: str = setting("OI_FEED", "auto", feed_mode)
+    dhan_feed_url: str = setting("DHAN_FEED_URL", "wss://api-feed.dhan.co", ws_url)
+    feed_strikes: int = setting("OI_FEED_STRIKES", 20, number(1, 200, int))
+    # Dhan allows 5 connections per user; one is left for the operator's own tools.
+    feed_connections: int = setting("OI_FEED_CONNECTIONS", 1, number(1, 4, int))
+    dhan_instruments_url: str = setting(
+        "DHAN_INSTRUMENTS_URL", "https://images.dhan.co/api-data/api-scrip-master.csv", http_url
+    )
+    rest_period_with_feed_seconds: float = setting("OI_REST_PERIOD_WITH_FEED_SECONDS", 30.0, number(1, 600))
     # python -m oi doctor: a URL whose HTTP Date header the clock is compared with (default: DHAN_API_BASE)
     clock_check_url: str = setting("OI_CLOCK_CHECK_URL", "", base_url)
 
@@ -384,6 +409,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     if values["origin_secret"] and not values["cloudflare_proxied"]:
         # Without the proxy visitors reach the instance directly, without the header: every request would be 403.
         raise ConfigError("ORIGIN_SECRET needs CLOUDFLARE_PROXIED=1 (only Cloudflare adds X-Origin-Secret)")
+    values["feed"] = "off" if values["feed"] == "off" else values["source"]
     if values["alerts_file"] is not None:
         from oi.alerts import load_rules  # late: oi.alerts imports ConfigError from here
 

@@ -20,14 +20,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from oi.market.calendar import IST, Clock, MarketCalendar
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, UPSTREAM, DhanError
 from oi.market.model import OptionChain
 from oi.pace import CLEAN_RUN, PacePolicy
 from oi.session import nearest_expiries
-from oi.store import STORE_ERRORS, Store
+from oi.store import STORE_ERRORS, Store, minute_id
+
+if TYPE_CHECKING:
+    from oi.feed import Feed
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class RefreshStatus:
     disabled: tuple[str, ...] = ()  # symbols Dhan does not know (813)
     holder: str | None = None  # the process that wrote it
     pace_seconds: float | None = None  # the shared adaptive pace (oi/pace.py) when the holder last changed it
+    feed: dict | None = None  # the market feed's state in the lease holder: {"state", "reason", "instruments"}
 
     @classmethod
     def from_doc(cls, doc: dict) -> RefreshStatus:
@@ -93,16 +97,35 @@ class Refresher:
     _unstored: bool = False  # the last answer could not be written: no upstream call until the store takes writes
     _status: RefreshStatus = field(default_factory=RefreshStatus)
     store_down: bool = False  # the last store operation failed; cleared by the next one that works
+    # The market feed (oi/feed/), run while this process holds the lease: ticks are merged into the last REST chain
+    # and published at most every `publish_period` s per (symbol, expiry); while it is live, REST refreshes each
+    # pair only every `rest_period_with_feed` s (IV, Greeks and the chain's shape).
+    feed: Feed | None = None
+    rest_period_with_feed: float = 30.0
+    publish_period: float = 1.0
+    on_publish: Callable[[list[OptionChain]], None] | None = None
+    _leading: bool = False
+    _feed_base: dict[tuple[str, str], OptionChain] = field(default_factory=dict)
+    _feed_last_publish: float = float("-inf")
+    _feed_pending: set[tuple[str, str]] = field(default_factory=set)
+    _feed_minute: dict[tuple[str, str], str] = field(default_factory=dict)  # the minute of the last history write
+    _feed_seen: tuple | None = None
 
     @property
     def lease_ttl(self) -> float:
         # Longer than the slowest possible call, so a live holder never loses the lease mid-call.
         return self.call_timeout + 2 * self.interval + 5
 
+    def in_session(self, when: datetime) -> bool:
+        """Whether a chain of `when` belongs in the day's history and replay (a 09:14:50 pre-open one does not)."""
+        return self.source.name == "demo" or self.calendar.is_open(when)
+
     def is_leader(self) -> bool:
         return self.store.lease_holder(LEASE, self.timer()) == self.holder
 
     def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
         try:
             self.store.release_lease(LEASE, self.holder)
         except Exception:
@@ -113,6 +136,8 @@ class Refresher:
         if self._status.auth_failed or RefreshStatus.from_doc(self.store.status()).auth_failed:
             log.info("new Dhan access token in force: polling resumes")
             self._set_status(auth_failed=False, error=None, error_kind=None, reason=None)
+        if self.feed is not None:
+            self.feed.token_replaced()
 
     # --- choosing the next call ---------------------------------------------------------------------------------
     def next_task(self, now: datetime) -> tuple[str, str, str | None] | None:
@@ -120,6 +145,7 @@ class Refresher:
         market_open = self.calendar.is_open(now) or self.source.name == "demo"
         today = now.astimezone(IST).date()
         disabled = set(self._status.disabled)
+        relaxed = self.feed is not None and self.feed.status().live
         candidates: list[tuple[float, int, str, str]] = []
         for order, symbol in enumerate(self.symbols):
             if symbol in disabled:
@@ -135,6 +161,8 @@ class Refresher:
             for expiry in targets:
                 last = self._attempted.get((symbol, expiry))
                 if market_open:
+                    if relaxed and last is not None and self.timer() - last < self.rest_period_with_feed:
+                        continue  # the feed keeps LTP/OI moving; REST only refreshes IV, Greeks and the shape
                     candidates.append((last if last is not None else float("-inf"), order, symbol, expiry))
                 elif last is None and self.store.latest(symbol, expiry) is None:
                     # After hours only fill gaps once, so the page is never empty.
@@ -163,6 +191,12 @@ class Refresher:
             self._store_failed(exc)
             return None
         self._store_ok()
+        if self.feed is not None and self._leading:
+            try:
+                self._feed_tick()
+            except STORE_ERRORS as exc:
+                self._store_failed(exc)
+                return None
         if claimed is None:
             return None
         now, (kind, symbol, expiry) = claimed
@@ -195,9 +229,13 @@ class Refresher:
                 self.store.save_expiries(symbol, result, today)
                 self._stale_lists.discard(symbol)
             else:
-                # Only in-session frames make the day's history and replay (a 09:14:50 pre-open fetch does not).
-                in_session = self.source.name == "demo" or self.calendar.is_open(result.as_of)
-                self.store.save_chain(self._with_good_spot(result), history=in_session)
+                chain = self._with_good_spot(result)
+                if self.feed is not None:
+                    self._feed_base[(symbol, expiry)] = chain
+                    self.feed.follow([chain])
+                    chain = self.feed.apply(chain)
+                    self._feed_minute[(symbol, expiry)] = minute_id(chain)
+                self.store.save_chain(chain, history=self.in_session(chain.as_of))
         except STORE_ERRORS as exc:
             self._unstored = True
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one, once it can be stored
@@ -211,7 +249,9 @@ class Refresher:
 
     def _claim(self) -> tuple[datetime, tuple[str, str, str | None]] | None:
         """The lease, the next task and its pace slot, or None when this process should not call now."""
-        if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
+        leading = self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl)
+        self._lead(leading)
+        if not leading:
             return None
         if self._status.auth_failed:
             return None  # polling with a dead token risks a block; wait for an operator (or a renewed token)
@@ -256,6 +296,56 @@ class Refresher:
                 self._set_status(pace_seconds=round(narrowed.pace, 3))
         except STORE_ERRORS as exc:
             self._store_failed(exc)
+
+    # --- the market feed ----------------------------------------------------------------------------------------
+    def _lead(self, leading: bool) -> None:
+        """Run the feed exactly where the lease is: one connection set per account, whatever the worker count."""
+        self._leading = leading
+        if self.feed is None or leading == self.feed.running:
+            return
+        if leading:
+            self.feed.start()
+        else:
+            log.info("lost the refresher lease: stopping the market feed")
+            self.feed.stop()
+
+    def _feed_tick(self) -> None:
+        """Share the feed's state with every worker (on change only), and publish each (symbol, expiry) that ticked,
+        at most once per `publish_period`: the saved chain bumps the store's version, which the views pick up."""
+        feed = self.feed
+        state = feed.status()
+        seen = (state.state, state.reason, state.instruments)
+        if seen != self._feed_seen:
+            self._feed_seen = seen
+            self._set_status(feed={"state": state.state, "reason": state.reason, "instruments": state.instruments})
+        self._feed_pending |= feed.changed()
+        now = self.timer()
+        # One publication for every pair that ticked, at most every `publish_period`: one write, one version bump
+        # and one view reload per second in every worker, whatever the number of pairs.
+        if not self._feed_pending or now - self._feed_last_publish < self.publish_period:
+            return
+        self._feed_last_publish = now
+        due, self._feed_pending = sorted(self._feed_pending), set()
+        latest, minute = [], []
+        for pair in due:
+            base = self._feed_base.get(pair)
+            if base is None:
+                continue  # no REST chain yet: the first one carries the ticks
+            chain = feed.apply(base)
+            # The first chain of a minute also goes to history (as every REST chain does); the rest only replace
+            # the latest view, all in one write with one version bump.
+            (minute if minute_id(chain) != self._feed_minute.get(pair) else latest).append(chain)
+        # The live spot (the index's ticks) moves the subscription window between REST chains.
+        feed.follow(minute + latest)
+        if self.on_publish is not None:
+            try:
+                self.on_publish(minute + latest)  # this process's own views first: no store round trip
+            except Exception:
+                log.exception("publishing ticks to this process's views failed")
+        for chain in minute:
+            self.store.save_chain(chain, history=self.in_session(chain.as_of))
+            self._feed_minute[(chain.symbol, chain.expiry)] = minute_id(chain)
+        self.store.save_latest(latest)
 
     def _with_good_spot(self, chain: OptionChain) -> OptionChain:
         """Dhan sends spot 0 on holidays, before the open and in glitches: keep the symbol's last good spot, so ATM

@@ -42,6 +42,7 @@ class Health:
     reason: str | None = None
     token: dict | None = None  # when the token expires, never the token
     store_repaired: list | None = None  # damaged embedded-store files moved aside (kept) and recreated
+    feed: dict | None = None  # the market feed's state (Service.feed_state), None when OI_FEED=off
 
     @property
     def http_status(self) -> int:
@@ -61,6 +62,8 @@ class Health:
             body["token"] = self.token
         if self.store_repaired:
             body["store_repaired"] = self.store_repaired
+        if self.feed is not None:
+            body["feed"] = self.feed
         if self.reason:
             body["reason"] = self.reason
         return body
@@ -82,13 +85,40 @@ def build_source(config: Config, calendar: MarketCalendar) -> Source:
     return DemoSource(calendar, seed=config.demo_seed)
 
 
+def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: Clock):
+    """The market feed for this source (OI_FEED), or None. Built in every process; only the lease holder starts it."""
+    if config.feed == "demo" and source.name == "demo":
+        from oi.feed.demo import DemoFeed
+
+        return DemoFeed(source)
+    if config.feed != "dhan" or source.name != "dhan":
+        return None
+    from oi.feed.instruments import InstrumentMaster, Resolver
+    from oi.feed.supervisor import FeedSupervisor
+
+    master = InstrumentMaster(
+        config.dhan_instruments_url, config.data_dir, config.symbols, clock, timeout=config.dhan_timeout_seconds
+    )
+    return FeedSupervisor(
+        config.dhan_feed_url,
+        config.dhan_client_id,
+        lambda: source.http.access_token,  # late-bound: a renewed token is used from the next connect
+        Resolver(master),
+        config.underlyings,
+        strikes=config.feed_strikes,
+        connections=config.feed_connections,
+        calendar=calendar,
+        clock=lambda: clock(),
+    )
+
+
 class _SkippedTicks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "maximum number of running instances" not in record.getMessage()
 
 
 class Service:
-    """One process's share of the live service. Tests swap `store`, `source`, `clock` and `timer`."""
+    """One process's share of the live service. Tests swap `store`, `source`, `clock`, `timer`, `notifier`, `feed`."""
 
     def __init__(
         self,
@@ -98,15 +128,13 @@ class Service:
         clock: Clock | None = None,
         timer=None,
         notifier: Notifier | None = None,
+        feed=None,
     ) -> None:
         self.config = config
         self.calendar: MarketCalendar = calendar_from_config(config)
         self.clock: Clock = clock or clock_from_config(config)
         self.store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
         self.source = source or build_source(config, self.calendar)
-        # Only in-session frames make the replay (a 09:14:50 pre-open fetch does not); the demo is always open.
-        in_session = self.calendar.is_open if self.source.name != "demo" else (lambda when: True)
-        self.views = ViewCache(self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes, in_session)
         self.refresher = Refresher(
             self.store,
             self.source,
@@ -116,8 +144,15 @@ class Service:
             config.expiries_per_symbol,
             config.dhan_min_interval_seconds,
             config.dhan_timeout_seconds,
+            feed=feed if feed is not None else build_feed(config, self.source, self.calendar, self.clock),
+            rest_period_with_feed=config.rest_period_with_feed_seconds,
             **({"timer": timer} if timer else {}),
         )
+        # Only in-session frames make the replay (a 09:14:50 pre-open fetch does not); the demo is always open.
+        self.views = ViewCache(
+            self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes, self.refresher.in_session
+        )
+        self.refresher.on_publish = self.views.put  # the feed's ticks reach this process's viewers at once
         self.scheduler: BackgroundScheduler | None = None
         # /healthz reads its cached state, never the store (oi/store_monitor.py); unstarted, it checks inline.
         self.store_monitor = StoreMonitor(self.store.ping, describe_store(config.mongo_uri))
@@ -245,6 +280,8 @@ class Service:
         if not self.market_open(now):
             return False, None
         limit = 3 * self.round_seconds()
+        if (status.feed or {}).get("state") == "live":  # REST relaxed: a quiet leg may not tick for a while
+            limit = max(limit, 3 * self.config.rest_period_with_feed_seconds)
         oldest = min((v.chain.as_of for v in self.views.views.values()), default=None)
         if oldest is None:
             return True, "no data yet"
@@ -255,6 +292,26 @@ class Service:
         if age > limit:
             return True, f"data is {int(age)} s old"
         return False, None
+
+    def feed_state(self, local: bool = False) -> dict | None:
+        """The feed as viewers see it: the lease holder's state (shared through the store), and when it is not live,
+        how fresh REST keeps the data instead. None when OI_FEED=off. `local` adds this process's own counters when
+        it holds the feed (for /healthz only: they change on every packet, and /api/oi answers are cached)."""
+        feed = self.refresher.feed
+        if feed is None:
+            return None
+        shared = self.views.status.feed or {}
+        out = {"state": shared.get("state") or "off", "instruments": shared.get("instruments") or 0}
+        why = shared.get("reason")
+        if out["state"] != "live":
+            rest = f"REST, every {self.round_seconds():g} s"
+            why = f"{rest} ({why})" if why else rest
+        if why:
+            out["reason"] = why
+        if local and feed.running:
+            counters = feed.status()
+            out.update(packets=counters.packets, skipped=counters.skipped, last_packet=counters.last_packet)
+        return out
 
     def health(self) -> Health:
         """The service's health for /healthz and the morning flip: 'degraded' with a reason is a 503."""
@@ -286,4 +343,5 @@ class Service:
             reason=reason,
             token=watch.state(now).as_dict() if watch is not None and watch.expires_at is not None else None,
             store_repaired=getattr(self.store, "repaired", None),
+            feed=self.feed_state(local=True),
         )

@@ -135,6 +135,17 @@ class Store:
             self._bump_version()
         return grew
 
+    def save_latest(self, chains: list[OptionChain]) -> None:
+        """Replace the latest view of each chain, with one version bump for them all: the market feed publishes
+        ticks this way every second (history keeps its one snapshot a minute through :meth:`save_chain`)."""
+        if not chains:
+            return
+        with self._atomic():
+            for chain in chains:
+                key = f"{chain.symbol}|{chain.expiry}"
+                self.db.latest.replace_one({"_id": key}, {"_id": key, **chain.to_doc()}, upsert=True)
+            self._bump_version()
+
     def latest(self, symbol: str, expiry: str) -> OptionChain | None:
         with self._thread_lock:
             doc = self.db.latest.find_one({"_id": f"{symbol}|{expiry}"})

@@ -132,6 +132,16 @@ class ViewCache:
         self.views, self.series, self.expiries, self.version = views, series, expiries, version
         return True
 
+    def put(self, chains: list[OptionChain]) -> None:
+        """Serve these chains at once in this process (the market feed's lease holder publishing ticks), ahead of
+        the store round trip that brings them to the other workers; the next :meth:`sync` reconciles."""
+        views = dict(self.views)
+        for chain in chains:
+            key = (chain.symbol, chain.expiry)
+            if key in views:
+                views[key] = self._view(chain, self.series.get(key))
+        self.views = views
+
     def _series(self, symbol: str, expiry: str, chain: OptionChain) -> Series:
         """This session's series for (symbol, expiry): kept, or loaded from the store once (start-up, new day)."""
         day = chain.as_of.astimezone(IST).date()

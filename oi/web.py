@@ -101,7 +101,8 @@ def index() -> Response:
         "symbols": list(rt.config.symbols),
         "strikes": rt.config.strikes_around_atm,
         "source": rt.source.name,
-        "refresh_ms": int(max(2.0, min(rt.round_seconds(), 15.0)) * 1000),
+        # With a feed, a tick is published within a second: poll at that pace to show it.
+        "refresh_ms": 1000 if rt.refresher.feed else int(max(2.0, min(rt.round_seconds(), 15.0)) * 1000),
         "intervals": list(INTERVALS),
     }
     page = render_template("index.html", page_config=page_config, source=rt.source.name).encode()
@@ -180,6 +181,9 @@ def api_oi() -> Response:
     now = rt.clock()
     stale, reason = rt.freshness(now)
     head = {"stale": stale, "stale_reason": reason, "market_open": rt.market_open(now)}
+    feed = rt.feed_state()
+    if feed is not None:
+        head["feed"] = feed
     if at is not None:
         head["at"] = at.isoformat()
     # Splice the per-request fields in front of the pre-serialized body instead of re-encoding it; the pair is the

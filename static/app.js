@@ -532,7 +532,9 @@
     else if (d.source === "demo") setText(pill, "Demo · always open", "pill open");
     else setText(pill, d.market_open ? "Market open" : "Market closed", "pill " + (d.market_open ? "open" : "closed"));
     $("as-of").dateTime = d.as_of;
-    setText($("as-of"), longTime(d.as_of));
+    // The market feed (issue #13): live ticks, or why data moves at REST's pace instead ("REST, every N s").
+    const feedNote = !d.feed ? "" : d.feed.state === "live" ? " · live feed" : " · " + (d.feed.reason || "REST");
+    setText($("as-of"), longTime(d.as_of) + feedNote);
     if (STATIC) showBanner(cfg.banner || "");
     else if (d.stale) showBanner("Stale data — " + (d.stale_reason || "not updating") + ". Showing the last good snapshot.");
     else if (state.at) showBanner("Replaying " + hhmm(d.as_of) + " IST — press Live to return to the latest data.");

@@ -30,7 +30,8 @@ class FakeTimer:
 
 
 def make_config(**env: str) -> config_mod.Config:
-    base = {"OI_SYMBOLS": "NIFTY", "OI_REFRESHER": "0", "OI_NOW": MONDAY_1100.isoformat()}
+    # No market feed unless a test asks for one (tests/test_feed_app.py): it would dial Dhan's real endpoint.
+    base = {"OI_SYMBOLS": "NIFTY", "OI_REFRESHER": "0", "OI_NOW": MONDAY_1100.isoformat(), "OI_FEED": "off"}
     base.update(env)
     return config_mod.from_env(base)
 

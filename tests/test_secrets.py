@@ -157,6 +157,7 @@ def world(monkeypatch, moto, tmp_path, capfd):
         "OI_SYMBOLS": "NIFTY",
         "OI_NOW": MONDAY_1100.isoformat(),
         "OI_REFRESHER": "0",
+        "OI_FEED": "off",  # the feed's own no-leak test is in tests/test_feed_app.py
         "OI_DATA_DIR": str(tmp_path / "var"),
         "DHAN_TOKEN_FILE": str(tmp_path / "private" / "dhan_token.json"),
         "LOG_LEVEL": "DEBUG",

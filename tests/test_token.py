@@ -82,6 +82,7 @@ def env_for(fake: FakeDhan, tg: FakeTelegram, tmp_path: Path, **extra: str) -> d
         "TELEGRAM_API_BASE": tg.url,
         "TELEGRAM_BOT_TOKEN": tg.token,
         "TELEGRAM_CHAT_ID": "42",
+        "OI_FEED": "off",
         **extra,
     }
 

@@ -190,6 +190,7 @@ def normalize(symbol: str, expiry: str, data: dict, as_of: datetime, source: str
     if not isinstance(oc, dict):
         raise DhanError(UPSTREAM, "option chain response has no 'oc' object", reason=MALFORMED)
     strikes = []
+    ids: dict[tuple[float, str], int] = {}
     for key, row in oc.items():
         try:
             strike = float(key)
@@ -197,8 +198,13 @@ def normalize(symbol: str, expiry: str, data: dict, as_of: datetime, source: str
             continue
         row = row if isinstance(row, dict) else {}
         strikes.append(Strike(strike, _leg(row.get("ce")), _leg(row.get("pe"))))
+        for side in ("ce", "pe"):
+            sid = _num(row.get(side) or {}, "security_id", int) if isinstance(row.get(side), dict) else 0
+            if sid > 0:
+                ids[(strike, side.upper())] = sid
     strikes.sort(key=lambda s: s.strike)
-    return OptionChain(symbol, expiry, _num(data, "last_price"), as_of.astimezone(IST), tuple(strikes), source)
+    spot = _num(data, "last_price")
+    return OptionChain(symbol, expiry, spot, as_of.astimezone(IST), tuple(strikes), source, security_ids=ids or None)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
@@ -48,6 +49,9 @@ class OptionChain:
     # The underlying's previous session close when the source knows it (the demo does; Dhan's option chain does
     # not carry it), else 0 and the views fall back to the last spot stored in the previous session.
     prev_close: float = 0.0
+    # Dhan's per-leg security ids, {(strike, "CE" | "PE"): id}, when the response carries them (the live feed
+    # subscribes by these). Not stored: the store and the views never need them.
+    security_ids: Mapping[tuple[float, str], int] | None = field(default=None, compare=False, repr=False)
 
     def to_doc(self) -> dict:
         """A storable document: plain types only, so every MongoDB stand-in round-trips it unchanged."""

@@ -46,6 +46,7 @@ class FakeDhan:
         self.chain = json.loads((FIXTURES / "optionchain_NIFTY.json").read_text())
         self.expiries = json.loads((FIXTURES / "expirylist_NIFTY.json").read_text())
         self.known_ids = {13, 25, 27, 442, 51}
+        self.chain_for = None  # optional: payload → option-chain response (the feed benchmark's many underlyings)
         self.calls: list[tuple[float, str, dict]] = []
         self.min_gap: float | None = None
         self.limited: list[float] = []  # clock() times of the calls the limiter refused
@@ -110,7 +111,7 @@ class FakeDhan:
                 if self.path.endswith("/optionchain"):
                     if payload.get("Expiry") not in fake.expiries["data"]:
                         return self._send(400, ERRORS["invalid_expiry_811"]["body"])
-                    return self._send(200, fake.chain)
+                    return self._send(200, fake.chain_for(payload) if fake.chain_for else fake.chain)
                 return self._send(404, {"status": "failed", "data": {"404": "not found"}})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
