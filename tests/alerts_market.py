@@ -13,7 +13,7 @@ from oi.market.calendar import IST
 from oi.market.model import Leg, OptionChain, Strike
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.web import create_app
-from tests.conftest import FakeTimer, make_config
+from tests.helpers import FakeTimer, make_config
 
 DAY = date(2026, 11, 23)
 EXPIRY = "2026-11-26"

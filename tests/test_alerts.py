@@ -488,7 +488,7 @@ def _process(env_: dict, data_dir, timer, minute, barrier, rounds, stop_at, firs
     from oi.store import open_store
     from oi.web import create_app
     from tests.alerts_market import ScriptedSource
-    from tests.conftest import make_config
+    from tests.helpers import make_config
 
     class Source(ScriptedSource):
         def chain(self, symbol, expiry, now):

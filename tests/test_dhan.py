@@ -6,8 +6,8 @@ import pytest
 
 from oi.config import DEFAULT_UNDERLYINGS
 from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, NETWORK, RATE_LIMIT, UPSTREAM, DhanError, DhanSource
-from tests.conftest import MONDAY_1100
 from tests.fakes.dhan import CLIENT_ID, ERRORS, TOKEN
+from tests.helpers import MONDAY_1100
 
 
 @pytest.fixture

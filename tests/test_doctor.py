@@ -14,10 +14,10 @@ from oi.cli.doctor import check_clock
 from oi.cli.startup import Services
 from oi.config import from_env
 from oi.setup.bucket import setup_bucket
-from tests.conftest import MONDAY_1100
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.dhan import CLIENT_ID, FakeDhan, dhan_jwt
 from tests.fakes.moto import REGION, aws_env, moto_server, reset
+from tests.helpers import MONDAY_1100
 
 DOMAIN = "oi.example.com"
 SECRET = "referer-secret-7f3a9c0b"

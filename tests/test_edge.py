@@ -22,7 +22,7 @@ from oi.config import from_env
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.web import create_app
 from tests import varnish
-from tests.conftest import FakeTimer
+from tests.helpers import FakeTimer
 
 pytestmark = pytest.mark.skipif(
     not varnish.available(), reason="varnishd is not installed (apt-get install varnish; `make test` does)"
@@ -162,12 +162,13 @@ def test_errors_are_not_cached_by_the_edge(origin):
 
 def test_the_page_works_through_the_cache(tmp_path, monkeypatch):
     """The dashboard's browser test as it is, with the page and its API calls going through the cache."""
-    from tests import browser, test_browser
+    from tests import browser
+    from tests.glass import test_live_page
 
     @contextmanager
     def serve_behind_cache(app):
         with browser.serve(app) as url, varnish.varnish(int(url.rstrip("/").rsplit(":", 1)[1])) as edge:
             yield edge.url + "/"
 
-    monkeypatch.setattr(test_browser, "serve", serve_behind_cache)
-    test_browser.test_dashboard_renders_and_updates_without_reload(tmp_path)
+    monkeypatch.setattr(test_live_page, "serve", serve_behind_cache)
+    test_live_page.test_dashboard_renders_and_updates_without_reload(tmp_path)

@@ -18,9 +18,9 @@ from oi.market.calendar import IST
 from oi.pace import CAP_FACTOR, WIDEN
 from oi.store import Store
 from oi.web import create_app
-from tests.conftest import MONDAY_1100, make_config
 from tests.fakes import closed_port_url
 from tests.fakes.dhan import CLIENT_ID, DROP, ERRORS, FIXTURES, SLEEP, TOKEN
+from tests.helpers import MONDAY_1100, make_config
 
 INTERVAL = 3.0
 STEP = 0.25  # fake seconds between scheduler ticks

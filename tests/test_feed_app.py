@@ -19,10 +19,10 @@ from oi.market.calendar import IST
 from oi.market.dhan import normalize
 from oi.refresher import nearest_expiries
 from oi.web import create_app
-from tests.conftest import make_config
 from tests.fakes import closed_port_url
 from tests.fakes.dhan import TOKEN
 from tests.fakes.feed import FakeFeed
+from tests.helpers import make_config
 from tests.test_feed import wait_until
 
 NSE_FNO = protocol.SEGMENTS["NSE_FNO"]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from oi.refresher import PACE_SLACK_SECONDS
-from tests.conftest import MONDAY_1100
+from tests.helpers import MONDAY_1100
 
 ENDPOINTS = ("/api/symbols", "/api/oi", "/api/history", "/api/events", "/healthz", "/")
 PARAMS = ("symbol", "expiry", "strikes", "interval", "at", "since")

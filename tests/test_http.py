@@ -10,7 +10,7 @@ from oi.http import MIN_COMPRESS, Encoded, EncodedCache
 from oi.market.calendar import IST
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 LIVE = ("/api/oi?symbol=NIFTY", "/api/symbols", "/api/history?symbol=NIFTY")
 

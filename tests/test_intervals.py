@@ -17,7 +17,7 @@ from oi.market.calendar import IST
 from oi.market.model import Leg, OptionChain, Strike
 from oi.store import Store
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 DAY = date(2026, 11, 23)
 E1, E2 = "2026-11-26", "2026-12-29"

@@ -10,8 +10,8 @@ from oi.market.calendar import IST, MarketCalendar, fixed_clock
 from oi.market.dhan import DhanSource
 from oi.refresher import Refresher
 from oi.store import open_store
-from tests.conftest import MONDAY_1100
 from tests.fakes.dhan import CLIENT_ID, ERRORS, TOKEN
+from tests.helpers import MONDAY_1100
 
 SATURDAY = datetime(2026, 11, 21, 11, 0, tzinfo=IST)
 

@@ -13,7 +13,7 @@ from oi.market.model import Leg, OptionChain, Strike
 from oi.refresher import Refresher
 from oi.store import TTL_FIELD, TTL_INDEX, Store, history_collection, open_store
 from oi.web import create_app
-from tests.conftest import MONDAY_1100, FakeTimer, make_config, real_mongo_store
+from tests.helpers import MONDAY_1100, FakeTimer, make_config, real_mongo_store
 
 TODAY = MONDAY_1100.date()
 AGES = (0, 1, 9, 10, 11, 29, 30, 31, 45)  # days before today that hold history

@@ -11,7 +11,7 @@ import pytest
 from oi.market.calendar import IST
 from oi.store import Store
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 from tests.session import DAY, record_session
 
 

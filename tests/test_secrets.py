@@ -33,13 +33,13 @@ from oi.logs import RedactSecrets, setup_logging
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.store import Store
 from oi.web import create_app
-from tests.conftest import MONDAY_1100, FakeTimer
 from tests.fakes import HealthServer, closed_port_url
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.fakes.dhan import FakeDhan
 from tests.fakes.imds import FakeImds
 from tests.fakes.moto import REGION, aws_env, moto_server, reset
 from tests.fakes.telegram import FakeTelegram
+from tests.helpers import MONDAY_1100, FakeTimer
 from tests.session import record_session
 
 DOMAIN = "oi.example.com"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from oi.market.calendar import IST
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 PRE_OPEN = datetime(2026, 11, 23, 9, 14, 50, tzinfo=IST)  # a Monday
 EXPIRY = "2026-11-24"

@@ -12,7 +12,7 @@ import pytest
 from oi.market.calendar import IST
 from oi.market.model import Leg, OptionChain, Strike
 from oi.store import Store, open_store
-from tests.conftest import real_mongo_store
+from tests.helpers import real_mongo_store
 
 T0 = datetime(2026, 11, 23, 9, 15, 3, tzinfo=IST)
 

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from oi.store_monitor import StoreMonitor, describe_store
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 from tests.mongo_server import free_port
 
 PASSWORD = "s3cr3t-pw"

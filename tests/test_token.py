@@ -31,10 +31,10 @@ from oi.refresher import PACE_SLACK_SECONDS
 from oi.store import open_store
 from oi.tokens import claim, finish
 from oi.web import create_app
-from tests.conftest import MONDAY_1100, make_config
 from tests.fakes import closed_port_url
 from tests.fakes.dhan import CLIENT_ID, ERRORS, TOKEN, FakeDhan, dhan_jwt, unsigned_jwt
 from tests.fakes.telegram import FakeTelegram
+from tests.helpers import MONDAY_1100, make_config
 
 HOUR = 3600.0
 EXPIRY_HOLDERS = ("expiries NIFTY", "chain NIFTY 2026-11-24")

@@ -8,7 +8,7 @@ from oi.config import from_env
 from oi.market.calendar import IST
 from oi.refresher import PACE_SLACK_SECONDS
 from oi.web import create_app
-from tests.conftest import make_config
+from tests.helpers import make_config
 
 
 def fill(rt, timer, calls=3):

@@ -16,9 +16,9 @@ from oi import snapshot
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve
-from tests.conftest import make_config
+from tests.glass.test_dashboard import Session, cell, inr, wait_cell
+from tests.helpers import make_config
 from tests.session import DAY, record_session
-from tests.test_dashboard import Session, cell, inr, wait_cell
 
 SYMBOLS = ("NIFTY", "BANKNIFTY")
 ROWS = "document.querySelectorAll('#rows tr').length === 21"

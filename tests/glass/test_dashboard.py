@@ -21,7 +21,7 @@ from oi.market.calendar import IST
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve
-from tests.conftest import make_config
+from tests.helpers import make_config
 from tests.session import DAY, record_session
 
 SYMBOLS = ("NIFTY", "BANKNIFTY")
