@@ -15,7 +15,7 @@ import pytest
 from oi.market.calendar import IST
 from oi.store import Store
 from oi.web import create_app
-from tests.browser import browser_page, serve
+from tests.browser import browser_page, serve, serve_dir
 from tests.helpers import make_config
 from tests.session import DAY, record_session
 
@@ -155,9 +155,6 @@ def test_axis_labels_follow_units_and_marker_labels_do_not_overlap(live):
 
 @pytest.fixture
 def snapshot_site(tmp_path):
-    import functools
-    import http.server
-    import threading
 
     from oi import snapshot
 
@@ -165,12 +162,8 @@ def snapshot_site(tmp_path):
     record_session(store, ("NIFTY", "BANKNIFTY"))
     site = tmp_path / "site"
     snapshot.render_site(snapshot.collect(store, ("NIFTY", "BANKNIFTY"), 1, DAY), site, DAY, ("NIFTY", "BANKNIFTY"), 10)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/index.html"
-    server.shutdown()
+    with serve_dir(site) as url:
+        yield url + "index.html"
 
 
 def test_snapshot_charts_follow_replay_interval_and_units(snapshot_site):

@@ -7,9 +7,6 @@ code that serves them.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from datetime import datetime, time
 
 import mongomock
@@ -20,7 +17,7 @@ from oi import analytics, snapshot
 from oi.market.calendar import IST
 from oi.store import Store
 from oi.web import create_app
-from tests.browser import browser_page, serve
+from tests.browser import browser_page, serve, serve_dir
 from tests.helpers import make_config
 from tests.session import DAY, record_session
 
@@ -171,15 +168,8 @@ def test_snapshot_dashboard_features(recorded, tmp_path):
     store, s = recorded
     site = tmp_path / "site"
     snapshot.render_site(snapshot.collect(store, SYMBOLS, 2, DAY), site, DAY, SYMBOLS, 10)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        with browser_page() as page:
-            exercise(page, f"http://127.0.0.1:{server.server_port}/index.html", s)
-    finally:
-        server.shutdown()
+    with serve_dir(site) as url, browser_page() as page:
+        exercise(page, url + "index.html", s)
 
 
 def test_theme_toggle_narrow_screen_and_keyboard(recorded):

@@ -3,9 +3,6 @@ views, whose numbers are computed here straight from the stored frames (as tests
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +12,7 @@ import pytest
 from oi import snapshot
 from oi.store import Store
 from oi.web import create_app
-from tests.browser import browser_page, serve
+from tests.browser import browser_page, serve, serve_dir
 from tests.glass.test_dashboard import Session, cell, inr, wait_cell
 from tests.helpers import make_config
 from tests.session import DAY, record_session
@@ -45,12 +42,8 @@ def snapshot_url(recorded, tmp_path_factory):
     store, _ = recorded
     site = tmp_path_factory.mktemp("site")
     snapshot.render_site(snapshot.collect(store, SYMBOLS, 2, DAY), site, DAY, SYMBOLS, 10)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/index.html"
-    server.shutdown()
+    with serve_dir(site) as url:
+        yield url + "index.html"
 
 
 @pytest.fixture(params=["live", "snapshot"])

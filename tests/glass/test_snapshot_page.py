@@ -1,13 +1,9 @@
 """The rendered snapshot in headless Chromium, from a plain static server and from file:// with no network."""
 
-import functools
-import http.server
-import threading
-
 import pytest
 
 from oi import snapshot
-from tests.browser import browser_page
+from tests.browser import browser_page, serve_dir
 from tests.session import DAY, record_session
 
 SYMBOLS = ("NIFTY", "BANKNIFTY")
@@ -23,12 +19,8 @@ def site(store, tmp_path):
 
 @pytest.fixture
 def static_server(site):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/index.html"
-    server.shutdown()
+    with serve_dir(site) as url:
+        yield url + "index.html"
 
 
 def exercise(page, url):
