@@ -36,12 +36,14 @@ class Live:
         start = timer()
         fake_dhan.clock = timer  # the fake records call times on the same fake timer the pace uses
         config = make_config(
-            DHAN_CLIENT_ID=CLIENT_ID,
-            DHAN_ACCESS_TOKEN=TOKEN,
-            DHAN_API_BASE=fake_dhan.base_url,
-            DHAN_TIMEOUT_SECONDS=str(TIMEOUT),
-            DHAN_MIN_INTERVAL_SECONDS=str(INTERVAL),
-            **env,
+            **{
+                "DHAN_CLIENT_ID": CLIENT_ID,
+                "DHAN_ACCESS_TOKEN": TOKEN,
+                "DHAN_API_BASE": fake_dhan.base_url,
+                "DHAN_TIMEOUT_SECONDS": str(TIMEOUT),
+                "DHAN_MIN_INTERVAL_SECONDS": str(INTERVAL),
+                **env,  # a test may override any of these
+            }
         )
         clock = lambda: (MONDAY_1100 + timedelta(seconds=timer() - start)).astimezone(IST)  # noqa: E731
         self.app = create_app(config, store=store, timer=timer, clock=clock)

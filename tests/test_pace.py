@@ -15,6 +15,9 @@ from tests.test_faults import CHAIN, INTERVAL, STEP, Live
 
 GAP = 3.6  # the strict limiter: 20% above the documented 3 s
 MINUTE = 60.0
+# These tests are about the limiter, not timeouts: a call slower than test_faults' 0.3 s (a busy machine) must not
+# turn into a network error whose retry then lands inside the limiter's gap.
+PATIENT = {"DHAN_TIMEOUT_SECONDS": "5"}
 
 
 def run(live: Live, seconds: float) -> None:
@@ -34,7 +37,7 @@ def page_refresh_ms(live: Live) -> int:
 
 def test_pace_settles_above_a_strict_limiter_within_a_minute(fake_dhan, store, timer):
     fake_dhan.min_gap = GAP
-    live = Live(fake_dhan, store, timer)
+    live = Live(fake_dhan, store, timer, **PATIENT)
     start = timer()
     run(live, 5 * MINUTE)  # from an empty store: the expiry list, then chains as fast as the pace allows
 
@@ -49,7 +52,7 @@ def test_pace_settles_above_a_strict_limiter_within_a_minute(fake_dhan, store, t
 
 
 def test_without_a_limiter_the_pace_stays_at_the_minimum(fake_dhan, store, timer):
-    live = Live(fake_dhan, store, timer)
+    live = Live(fake_dhan, store, timer, **PATIENT)
     start = timer()
     live.fill()
     run(live, 2 * MINUTE)
@@ -61,18 +64,18 @@ def test_without_a_limiter_the_pace_stays_at_the_minimum(fake_dhan, store, timer
 def test_the_pace_is_shared_through_the_store(fake_dhan, store, timer):
     # A second process on the same store (a gunicorn worker, a new lease holder) sees the widened pace.
     fake_dhan.min_gap = GAP
-    first = Live(fake_dhan, store, timer)
+    first = Live(fake_dhan, store, timer, **PATIENT)
     run(first, MINUTE)
     widened = store.pace(PACE)["pace"]
     assert widened > GAP
-    other = Live(fake_dhan, store, timer)
+    other = Live(fake_dhan, store, timer, **PATIENT)
     other.rt.tick()  # picks up the shared status
     assert other.client.get("/healthz").get_json()["pace_seconds"] == pytest.approx(widened, abs=1e-3)
     assert other.rt.refresher.pace_policy.state(store.pace(PACE)).pace == widened
 
 
 def test_the_pace_narrows_back_after_a_clean_run(fake_dhan, store, timer):
-    live = Live(fake_dhan, store, timer)
+    live = Live(fake_dhan, store, timer, **PATIENT)
     live.fill()
     fake_dhan.script.append((429, {"data": {"805": "Too many requests"}, "status": "failed"}))
     assert live.next_call() == f"{CHAIN}: rate_limit"
@@ -110,7 +113,7 @@ def test_policy_bounds():
 
 def test_the_lease_holder_keeps_its_own_sends_a_pace_apart(fake_dhan, store, timer):
     # A slot claimed on time but sent late (a busy CPU) must not let the next send come closer than the pace.
-    live = Live(fake_dhan, store, timer)
+    live = Live(fake_dhan, store, timer, **PATIENT)
     live.fill()
     refresher = live.rt.refresher
     slept: list[float] = []

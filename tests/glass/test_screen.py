@@ -158,7 +158,10 @@ def test_unknown_symbol_and_expiry_say_so(url):
         assert "Unknown symbol “FOO”" in page.locator("#notice").inner_text()
         assert page.locator("#symbol").input_value() == "NIFTY"
         page.goto(url + sep + "symbol=NIFTY&expiry=2030-01-01")
-        page.reload()
+        if sep == "#":
+            # A new hash is not a new document: reload it. (A new query is; reloading it would race the page
+            # replacing the unknown expiry in its own URL.)
+            page.reload()
         page.wait_for_function(ROWS, timeout=15000)
         assert "expiry “2030-01-01”" in page.locator("#notice").inner_text()
 
