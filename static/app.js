@@ -924,6 +924,8 @@
       await loadPicked();
       performance.mark("oi:response"); // every answer of this poll is in: from here on it is the page's time
       render(d);
+      renderEvents();
+      loadEvents();
       performance.mark("oi:rendered");
       // The frame is painted right after the next animation frame's callbacks: a message posted from there runs
       // once that paint is done.
@@ -975,6 +977,70 @@
       if (!d.market_open && d.source !== "demo") wait = Math.max(wait, 60000);
     }
     state.timer = setTimeout(refresh, Math.max(250, wait));
+  }
+
+  // --- events strip: the session's fired alerts (oi/alerts/), newest first; a click replays that minute ----------
+  // The live page re-reads /api/events at most once a minute (a handful of events a day: no need for increments);
+  // the snapshot carries them all in its page config.
+  const EVENTS_EVERY = 60000;
+  const events = { key: null, at: 0, list: [], busy: false };
+  async function loadEvents() {
+    const symbol = state.symbol;
+    if (!symbol || events.busy) return;
+    if (events.key === symbol && (STATIC || Date.now() - events.at < EVENTS_EVERY)) return;
+    events.busy = true;
+    try {
+      const list = STATIC ? (cfg.events || []).filter((e) => e.symbol === symbol) : (await getJson("api/events", { symbol })).events || [];
+      if (state.symbol === symbol) {
+        events.key = symbol;
+        events.at = Date.now();
+        events.list = list;
+        renderEvents();
+      }
+    } catch (e) {
+      events.at = Date.now(); // the strip is a convenience: keep what it shows and try again later
+    } finally {
+      events.busy = false;
+    }
+  }
+  function renderEvents() {
+    const box = $("events");
+    const list = events.key === state.symbol ? events.list : [];
+    $("events-box").hidden = list.length === 0;
+    const shown = state.at ? Date.parse(state.at) : null;
+    const sig = list.map((e) => e.id).join("\n") + "|" + shown;
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    box.replaceChildren(
+      ...list.map((e) => {
+        const li = document.createElement("li");
+        const b = document.createElement("button");
+        b.type = "button";
+        b.dataset.id = e.id;
+        b.title = "Replay " + hhmm(e.at) + " IST, " + e.expiry + (e.interval ? ", OI change over " + e.interval + " min" : "");
+        if (shown !== null && Date.parse(e.at) === shown) b.setAttribute("aria-current", "true");
+        const t = document.createElement("time");
+        t.dateTime = e.at;
+        t.textContent = hhmm(e.at);
+        b.append(t, document.createTextNode(e.text));
+        b.addEventListener("click", () => replayEvent(e));
+        li.append(b);
+        return li;
+      })
+    );
+  }
+  // As opening the event's shareable URL: its expiry, its interval (if the rule had one) and its minute.
+  function replayEvent(e) {
+    const expiries = ((state.symbols || []).find((s) => s.symbol === state.symbol) || { expiries: [] }).expiries;
+    if (expiries.includes(e.expiry)) state.expiry = e.expiry;
+    if (e.interval && Array.from($("interval").options).some((o) => o.value === String(e.interval))) {
+      state.interval = String(e.interval);
+      $("interval").value = state.interval;
+    }
+    if (state.playTimer) togglePlay();
+    state.at = e.at;
+    notice("");
+    refresh();
   }
 
   // --- actions -------------------------------------------------------------------------------------------------
