@@ -979,6 +979,56 @@
     state.timer = setTimeout(refresh, Math.max(250, wait));
   }
 
+  // --- day picker (snapshot): every published session has a folder sessions/YYYY-MM-DD/; the index of them comes
+  // as a script (sessions/index.js) so it works from file://. A missing index or day just leaves it out.
+  const DAY_KEYS = ["symbol", "strikes", "interval", "units", "greeks", "quotes", "cols"]; // not expiry, at: per day
+  function dayHref(day) {
+    const carry = new URLSearchParams();
+    const here = new URLSearchParams(location.hash.replace(/^#/, ""));
+    for (const k of DAY_KEYS) if (here.has(k)) carry.set(k, here.get(k));
+    const text = carry.toString();
+    return (cfg.root || "") + "sessions/" + day + "/index.html" + (text ? "#" + text : "");
+  }
+  function initDays() {
+    const index = window.OI_SESSIONS;
+    const current = cfg.snapshot && cfg.snapshot.session;
+    if (!STATIC || !index || !Array.isArray(index.sessions) || !current) return;
+    const days = index.sessions.filter((d) => /^\d{4}-\d{2}-\d{2}$/.test(d)).sort().reverse(); // newest first
+    if (!days.includes(current)) {
+      days.push(current);
+      days.sort().reverse();
+    }
+    const sel = $("day");
+    sel.replaceChildren(
+      ...days.map((d) => {
+        const o = document.createElement("option");
+        o.value = d;
+        const when = new Date(d + "T00:00:00Z");
+        o.textContent = d.slice(8, 10) + " " + MONTHS[when.getUTCMonth()] + " " + d.slice(0, 4) + " (" + DAYS[when.getUTCDay()] + ")";
+        return o;
+      })
+    );
+    sel.value = current;
+    const i = days.indexOf(current);
+    const link = (el, day) => {
+      el.toggleAttribute("href", !!day);
+      el.setAttribute("aria-disabled", String(!day));
+      if (day) el.dataset.day = day;
+      el.addEventListener("click", (e) => {
+        if (!day) return;
+        e.preventDefault();
+        location.href = dayHref(day);
+      });
+      if (day) el.href = dayHref(day);
+    };
+    link($("day-prev"), days[i + 1]);
+    link($("day-next"), days[i - 1]);
+    sel.addEventListener("change", () => {
+      if (sel.value !== current) location.href = dayHref(sel.value);
+    });
+    $("days").hidden = false;
+  }
+
   // --- events strip: the session's fired alerts (oi/alerts/), newest first; a click replays that minute ----------
   // The live page re-reads /api/events at most once a minute (a handful of events a day: no need for increments);
   // the snapshot carries them all in its page config.
@@ -1114,6 +1164,7 @@
 
   function init() {
     restore();
+    initDays();
     const strikesSel = $("strikes");
     if (!Array.from(strikesSel.options).some((o) => o.value === state.strikes)) {
       const o = document.createElement("option");
