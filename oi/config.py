@@ -313,6 +313,8 @@ class Config:
     archive_bucket: str = setting("ARCHIVE_BUCKET")
     s3_referer_secret: str = setting("S3_REFERER_SECRET", secret=True)
     snapshot_max_lag_minutes: int = setting("OI_SNAPSHOT_MAX_LAG_MINUTES", 30, number(0, 1440, int))
+    # Every session's folder (sessions/YYYY-MM-DD/) is kept this long: an S3 lifecycle rule, set by `setup s3`.
+    snapshot_keep_days: int = setting("OI_SNAPSHOT_KEEP_DAYS", 365, number(1, 36500, int))
     cloudflare_api_base: str = setting("CLOUDFLARE_API_BASE", "https://api.cloudflare.com/client/v4", base_url)
     cloudflare_api_token: str = setting("CLOUDFLARE_API_TOKEN", secret=True)
     cloudflare_zone_id: str = setting("CLOUDFLARE_ZONE_ID")

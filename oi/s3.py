@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 INDEX_KEY = "index.html"
 ERROR_KEY = "error.html"
 ARCHIVE_PREFIX = "archive/"
+SESSIONS_PREFIX = "sessions/"  # sessions/YYYY-MM-DD/index.html: every published day (oi.snapshot)
+SHARED_PREFIXES = ("assets/", "data/")  # content-hashed, referenced by every day's page: shared once sessions exist
+SESSION_PAGE = re.compile(r"sessions/(\d{4}-\d{2}-\d{2})/index\.html")
 SESSION_METADATA = "oi-session"  # contract with oi.dns.check_snapshot (x-amz-meta-oi-session=YYYY-MM-DD)
 SHA256_METADATA = "sha256"
 
@@ -211,7 +215,12 @@ class Plan:
         return text + (" (dry run: nothing written)" if self.dry_run else "")
 
 
-def _site_objects(site_dir: Path, session: str | None) -> dict[str, _Object]:
+def session_days(client: Any, bucket: str) -> list[str]:
+    """The days (YYYY-MM-DD) whose page is in the bucket under ``sessions/``, oldest first."""
+    return sorted(m.group(1) for k in _list_keys(client, bucket, SESSIONS_PREFIX) if (m := SESSION_PAGE.fullmatch(k)))
+
+
+def _site_objects(site_dir: Path, session: str | None, front: bool = True) -> dict[str, _Object]:
     site_dir = Path(site_dir)
     if not site_dir.is_dir():
         raise ValueError(f"site directory {site_dir} does not exist")
@@ -222,9 +231,11 @@ def _site_objects(site_dir: Path, session: str | None) -> dict[str, _Object]:
         for name in sorted(files):
             path = Path(root, name)
             key = path.relative_to(site_dir).as_posix()
+            if not front and key in (INDEX_KEY, ERROR_KEY):
+                continue  # an older day than the bucket's newest: the front page stays the latest session
             metadata = {SESSION_METADATA: session} if key == INDEX_KEY and session else {}
             objects[key] = _Object.from_file(key, path, metadata)
-    if INDEX_KEY not in objects:
+    if front and INDEX_KEY not in objects:
         # Without it the ordering guarantee (and the DNS gate) has nothing to hang on: refuse rather than publish.
         raise ValueError(f"site directory {site_dir} has no {INDEX_KEY}")
     return objects
@@ -267,15 +278,17 @@ def _is_unchanged(client: Any, bucket: str, obj: _Object, remote_size: int | Non
     return head is not None and obj.is_current(head)
 
 
-def plan_publish(client: Any, bucket: str, site_dir: Path, session: str | None = None) -> Plan:
+def plan_publish(client: Any, bucket: str, site_dir: Path, session: str | None = None, front: bool = True) -> Plan:
     """Compare `site_dir` with the bucket; read-only.
 
     With `session`, index.html is planned with its ``oi-session`` metadata, so a new session alone re-uploads it
-    (this is what :func:`publish` uses). Without it, index.html is compared on bytes and headers only.
+    (this is what :func:`publish` uses). Without it, index.html is compared on bytes and headers only. With
+    `front` false (publishing an older day than the bucket's newest) the site's index.html and error.html are left
+    out, and nothing is deleted.
     """
     if session is not None:
         _check_session(session)
-    objects = _site_objects(Path(site_dir), session)
+    objects = _site_objects(Path(site_dir), session, front)
     remote = _list_keys(client, bucket)
     plan = Plan(bucket=bucket, objects=objects)
     changed = []
@@ -285,9 +298,20 @@ def plan_publish(client: Any, bucket: str, site_dir: Path, session: str | None =
         else:
             changed.append(key)
     plan.upload = _upload_order(changed)
-    # Older days' archives live only in the bucket: never treat them as stale.
-    plan.delete = sorted(k for k in remote if k not in objects and not k.startswith(ARCHIVE_PREFIX))
+    plan.delete = sorted(k for k in remote if k not in objects and _stale(k, objects, remote, session)) if front else []
     return plan
+
+
+def _stale(key: str, objects: dict[str, _Object], remote: dict[str, int], session: str | None) -> bool:
+    """Whether a bucket key the new site does not have may go. Older days' archives and pages live only in the
+    bucket, and once day folders exist the shared assets and data are theirs too: those are never stale here (the
+    bucket's lifecycle rule expires old days, :mod:`oi.setup.bucket`)."""
+    if key.startswith(ARCHIVE_PREFIX):
+        return False
+    if key.startswith(SESSIONS_PREFIX):
+        return session is not None and key.startswith(f"{SESSIONS_PREFIX}{session}/")  # this day's own leftovers
+    days = any(k.startswith(SESSIONS_PREFIX) for k in objects) or any(k.startswith(SESSIONS_PREFIX) for k in remote)
+    return not (days and key.startswith(SHARED_PREFIXES))
 
 
 def _put(client: Any, bucket: str, obj: _Object) -> None:
@@ -331,14 +355,14 @@ def _delete(client: Any, bucket: str, keys: list[str]) -> list[str]:
     return failed
 
 
-def publish(client: Any, bucket: str, site_dir: Path, session: str, dry_run: bool = False) -> Plan:
+def publish(client: Any, bucket: str, site_dir: Path, session: str, dry_run: bool = False, front: bool = True) -> Plan:
     """Publish `site_dir` to `bucket`; returns the plan it carried out.
 
     Raises :class:`PublishError` when an upload fails (nothing after it happens: index.html and the old objects
     stay) or when stale objects could not be deleted (``index_published=True``: the new site is live).
     """
     _check_session(session)
-    plan = plan_publish(client, bucket, site_dir, session=session)
+    plan = plan_publish(client, bucket, site_dir, session=session, front=front)
     if dry_run:
         plan.dry_run = True
         return plan

@@ -7,6 +7,12 @@ Layout of the site (every name under ``assets/`` and ``data/`` carries a content
     assets/app.<hash>.js, assets/snapshot.<hash>.js, assets/style.<hash>.css
     data/<SYMBOL>_<EXPIRY>.<hash>.js    one replay dataset, as a script (file:// forbids fetch)
     archive/YYYY-MM-DD/<SYMBOL>_<EXPIRY>.jsonl.gz   the stored snapshots, one JSON document a line
+    sessions/YYYY-MM-DD/index.html  the same page again, for that day's folder (its links go up two levels)
+    sessions/index.json, sessions/index.js   the sessions available (the script form, for file://)
+
+Every session's folder refers to the shared ``assets/`` and ``data/`` at the root: the names there are content
+hashes, so days that share an asset share one copy, and a day's data files never collide with another day's.
+The front page ``index.html`` is the latest session's page, with links that start at the root.
 
 Datasets are columnar and delta-encoded along time (OI and prices move little from one minute to the next, which
 gzip then squeezes); the summary numbers (ATM, PCR, max pain, totals) are computed here over the full chain with
@@ -47,6 +53,7 @@ ASSETS = (
     "vendor/uplot/uPlot.iife.min.js",
     "vendor/uplot/uPlot.min.css",
 )
+SESSIONS = "sessions"  # every session's page under sessions/YYYY-MM-DD/, and the index of them
 EXTRA_STRIKES = 5  # the replay table keeps a few strikes beyond the default window, for when spot drifts
 # (column name, leg attribute, decimal places): stored as integers scaled by 10**places, at the precision the API
 # gives (oi.analytics.DECIMALS), which keeps deltas small for gzip. The previous OI and close are columns too: a
@@ -237,11 +244,15 @@ def render_site(
     archive_base: str = "archive",
     lot_sizes: dict[str, int] | None = None,
     events: list[dict] | None = None,
+    sessions: list[str] | None = None,
 ) -> dict:
     """Write the site into `out` (emptied first). Returns a manifest: files written and the session.
 
     `events` are the session's fired alerts (:func:`oi.alerts.session_events`: newest first, each as /api/events
-    gives it); the page config carries them as ``events`` for the page's events strip."""
+    gives it); the page config carries them as ``events`` for the page's events strip.
+
+    `sessions` are the days (YYYY-MM-DD) whose folders exist besides this one (the bucket's, when publishing): the
+    sessions index lists them and this day, for the page's day picker."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -277,39 +288,55 @@ def render_site(
     newest = max((ds.chains[-1].as_of for ds in datasets), default=None)
     as_of = f"{newest.astimezone(IST):%H:%M} IST, {day:%d %b %Y}" if newest else day.isoformat()
     listed = [s for s in symbols if any(d.symbol == s for d in datasets)]
-    page_config = {
-        "mode": "static",
-        "symbols": listed,
-        "strikes": around,
-        "source": datasets[0].chains[-1].source if datasets else "demo",
-        "banner": f"Session closed — data as of {as_of}. Replay the day with the slider.",
-        "snapshot": {
-            "session": day.isoformat(),
-            "datasets": [
-                {
-                    "symbol": ds.symbol,
-                    "expiry": ds.expiry,
-                    "src": data_files[f"{ds.symbol}|{ds.expiry}"],
-                    "detail": detail_files.get(f"{ds.symbol}|{ds.expiry}"),
-                    "archive": None
-                    if ds.expiry == analytics.COMBINED
-                    else f"{archive_base}/{day.isoformat()}/{ds.symbol}_{ds.expiry}.jsonl.gz",
-                }
-                for ds in datasets
-            ],
-        },
-        "events": events or [],
-    }
+
+    def page_config(root: str) -> dict:
+        """The page's config; every link in it relative to `root`, the way from the page's folder to the site's."""
+        relative_archive = "://" not in archive_base
+        return {
+            "mode": "static",
+            "symbols": listed,
+            "strikes": around,
+            "source": datasets[0].chains[-1].source if datasets else "demo",
+            "banner": f"Session closed — data as of {as_of}. Replay the day with the slider.",
+            "root": root,
+            "snapshot": {
+                "session": day.isoformat(),
+                "datasets": [
+                    {
+                        "symbol": ds.symbol,
+                        "expiry": ds.expiry,
+                        "src": root + data_files[f"{ds.symbol}|{ds.expiry}"],
+                        "detail": root + detail_files[f"{ds.symbol}|{ds.expiry}"]
+                        if f"{ds.symbol}|{ds.expiry}" in detail_files
+                        else None,
+                        "archive": None
+                        if ds.expiry == analytics.COMBINED
+                        else f"{root if relative_archive else ''}{archive_base}/{day.isoformat()}/"
+                        f"{ds.symbol}_{ds.expiry}.jsonl.gz",
+                    }
+                    for ds in datasets
+                ],
+            },
+            "events": events or [],
+        }
+
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    env.globals["asset"] = lambda name: assets[name]
     first = [data_files[f"{datasets[0].symbol}|{datasets[0].expiry}"]] if datasets else []
-    html = env.get_template("index.html").render(
-        page_config=page_config,
-        source=page_config["source"],
-        data_scripts=[assets["snapshot.js"], *first],
-        csp=security.META_CSP,  # S3 website hosting sends no headers: the policy travels in the page
-    )
-    _write(out / "index.html", html.encode())
+    for root, path in (("", "index.html"), ("../../", f"{SESSIONS}/{day.isoformat()}/index.html")):
+        env.globals["asset"] = lambda name, root=root: root + assets[name]
+        config = page_config(root)
+        html = env.get_template("index.html").render(
+            page_config=config,
+            source=config["source"],
+            data_scripts=[root + assets["snapshot.js"], *(root + f for f in first)],
+            sessions_script=f"{root}{SESSIONS}/index.js",
+            csp=security.META_CSP,  # S3 website hosting sends no headers: the policy travels in the page
+        )
+        _write(out / path, html.encode())
+    days = sorted({*(sessions or ()), day.isoformat()}, reverse=True)
+    index = {"latest": days[0], "sessions": days}
+    _write(out / SESSIONS / "index.json", json.dumps(index, separators=(",", ":")).encode())
+    _write(out / SESSIONS / "index.js", f"window.OI_SESSIONS = {json.dumps(index, separators=(',', ':'))};\n".encode())
     # S3 serves the error page at any path: its links start at the site root.
     error = env.get_template("error.html").render(session=day.isoformat(), root="/")
     _write(out / "error.html", error.encode())

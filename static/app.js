@@ -924,6 +924,8 @@
       await loadPicked();
       performance.mark("oi:response"); // every answer of this poll is in: from here on it is the page's time
       render(d);
+      renderEvents();
+      loadEvents();
       performance.mark("oi:rendered");
       // The frame is painted right after the next animation frame's callbacks: a message posted from there runs
       // once that paint is done.
@@ -975,6 +977,120 @@
       if (!d.market_open && d.source !== "demo") wait = Math.max(wait, 60000);
     }
     state.timer = setTimeout(refresh, Math.max(250, wait));
+  }
+
+  // --- day picker (snapshot): every published session has a folder sessions/YYYY-MM-DD/; the index of them comes
+  // as a script (sessions/index.js) so it works from file://. A missing index or day just leaves it out.
+  const DAY_KEYS = ["symbol", "strikes", "interval", "units", "greeks", "quotes", "cols"]; // not expiry, at: per day
+  function dayHref(day) {
+    const carry = new URLSearchParams();
+    const here = new URLSearchParams(location.hash.replace(/^#/, ""));
+    for (const k of DAY_KEYS) if (here.has(k)) carry.set(k, here.get(k));
+    const text = carry.toString();
+    return (cfg.root || "") + "sessions/" + day + "/index.html" + (text ? "#" + text : "");
+  }
+  function initDays() {
+    const index = window.OI_SESSIONS;
+    const current = cfg.snapshot && cfg.snapshot.session;
+    if (!STATIC || !index || !Array.isArray(index.sessions) || !current) return;
+    const days = index.sessions.filter((d) => /^\d{4}-\d{2}-\d{2}$/.test(d)).sort().reverse(); // newest first
+    if (!days.includes(current)) {
+      days.push(current);
+      days.sort().reverse();
+    }
+    const sel = $("day");
+    sel.replaceChildren(
+      ...days.map((d) => {
+        const o = document.createElement("option");
+        o.value = d;
+        const when = new Date(d + "T00:00:00Z");
+        o.textContent = d.slice(8, 10) + " " + MONTHS[when.getUTCMonth()] + " " + d.slice(0, 4) + " (" + DAYS[when.getUTCDay()] + ")";
+        return o;
+      })
+    );
+    sel.value = current;
+    const i = days.indexOf(current);
+    const link = (el, day) => {
+      el.toggleAttribute("href", !!day);
+      el.setAttribute("aria-disabled", String(!day));
+      if (day) el.dataset.day = day;
+      el.addEventListener("click", (e) => {
+        if (!day) return;
+        e.preventDefault();
+        location.href = dayHref(day);
+      });
+      if (day) el.href = dayHref(day);
+    };
+    link($("day-prev"), days[i + 1]);
+    link($("day-next"), days[i - 1]);
+    sel.addEventListener("change", () => {
+      if (sel.value !== current) location.href = dayHref(sel.value);
+    });
+    $("days").hidden = false;
+  }
+
+  // --- events strip: the session's fired alerts (oi/alerts/), newest first; a click replays that minute ----------
+  // The live page re-reads /api/events at most once a minute (a handful of events a day: no need for increments);
+  // the snapshot carries them all in its page config.
+  const EVENTS_EVERY = 60000;
+  const events = { key: null, at: 0, list: [], busy: false };
+  async function loadEvents() {
+    const symbol = state.symbol;
+    if (!symbol || events.busy) return;
+    if (events.key === symbol && (STATIC || Date.now() - events.at < EVENTS_EVERY)) return;
+    events.busy = true;
+    try {
+      const list = STATIC ? (cfg.events || []).filter((e) => e.symbol === symbol) : (await getJson("api/events", { symbol })).events || [];
+      if (state.symbol === symbol) {
+        events.key = symbol;
+        events.at = Date.now();
+        events.list = list;
+        renderEvents();
+      }
+    } catch (e) {
+      events.at = Date.now(); // the strip is a convenience: keep what it shows and try again later
+    } finally {
+      events.busy = false;
+    }
+  }
+  function renderEvents() {
+    const box = $("events");
+    const list = events.key === state.symbol ? events.list : [];
+    $("events-box").hidden = list.length === 0;
+    const shown = state.at ? Date.parse(state.at) : null;
+    const sig = list.map((e) => e.id).join("\n") + "|" + shown;
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    box.replaceChildren(
+      ...list.map((e) => {
+        const li = document.createElement("li");
+        const b = document.createElement("button");
+        b.type = "button";
+        b.dataset.id = e.id;
+        b.title = "Replay " + hhmm(e.at) + " IST, " + e.expiry + (e.interval ? ", OI change over " + e.interval + " min" : "");
+        if (shown !== null && Date.parse(e.at) === shown) b.setAttribute("aria-current", "true");
+        const t = document.createElement("time");
+        t.dateTime = e.at;
+        t.textContent = hhmm(e.at);
+        b.append(t, document.createTextNode(e.text));
+        b.addEventListener("click", () => replayEvent(e));
+        li.append(b);
+        return li;
+      })
+    );
+  }
+  // As opening the event's shareable URL: its expiry, its interval (if the rule had one) and its minute.
+  function replayEvent(e) {
+    const expiries = ((state.symbols || []).find((s) => s.symbol === state.symbol) || { expiries: [] }).expiries;
+    if (expiries.includes(e.expiry)) state.expiry = e.expiry;
+    if (e.interval && Array.from($("interval").options).some((o) => o.value === String(e.interval))) {
+      state.interval = String(e.interval);
+      $("interval").value = state.interval;
+    }
+    if (state.playTimer) togglePlay();
+    state.at = e.at;
+    notice("");
+    refresh();
   }
 
   // --- actions -------------------------------------------------------------------------------------------------
@@ -1048,6 +1164,7 @@
 
   function init() {
     restore();
+    initDays();
     const strikesSel = $("strikes");
     if (!Array.from(strikesSel.options).some((o) => o.value === state.strikes)) {
       const o = document.createElement("option");

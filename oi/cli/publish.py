@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Render the latest session in the store (or --date) into a self-contained static dashboard, and publish it to
 S3_BUCKET_NAME in AWS_REGION: content-hashed assets first, index.html last, stale objects removed afterwards, the
-day's archive under archive/YYYY-MM-DD/. Refuses to publish when a configured symbol has no data for the session
-or its newest data is older than the close by more than OI_SNAPSHOT_MAX_LAG_MINUTES (default 30).
+day's archive under archive/YYYY-MM-DD/. Every session keeps its page under sessions/YYYY-MM-DD/ (assets and data
+shared, never deleted here; OI_SNAPSHOT_KEEP_DAYS is a lifecycle rule set by `setup s3`), listed in
+sessions/index.json for the page's day picker; the front page is always the newest session.
+Refuses to publish when a configured symbol has no data for the session or its newest data is older than the close
+by more than OI_SNAPSHOT_MAX_LAG_MINUTES (default 30).
 Credentials: boto3's default chain (the instance role on EC2), or AWS_ACCESS_KEY / AWS_SECRET_KEY."""
 
 date_option = click.option(
@@ -79,33 +82,44 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         else "archive"
     )
     if not publishing:
-        manifest = snapshot.render_site(
-            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
-        )
-        click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
-        return OK
+        return render_into(out, datasets, day, config, archive_base, events)
 
     from botocore.exceptions import BotoCoreError, ClientError
 
     from oi import s3
 
+    try:
+        client = svc.s3 or s3.make_client(config)
+    except ValueError as exc:  # half-set AWS keys
+        raise Failure(f"configuration error: {exc}", USAGE) from None
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
-        snapshot.render_site(
-            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
-        )
         try:
-            client = svc.s3 or s3.make_client(config)
-        except ValueError as exc:  # half-set AWS keys
-            raise Failure(f"configuration error: {exc}", USAGE) from None
-        try:
+            # The day picker lists what the bucket holds (a day the lifecycle rule expired, or never published, is
+            # simply not there); the front page moves only to a newer day than the bucket's newest.
+            stored = s3.session_days(client, config.s3_bucket)
+            days = _kept(stored, day, config.snapshot_keep_days)
+            front = not stored or day.isoformat() >= stored[-1]
+            snapshot.render_site(
+                datasets,
+                site,
+                day,
+                config.symbols,
+                config.strikes_around_atm,
+                archive_base,
+                config.lot_sizes,
+                events,
+                days,
+            )
             if archive_separate:
                 archive_dir = site / "archive"
                 files = {p.relative_to(site).as_posix(): p for p in archive_dir.rglob("*") if p.is_file()}
                 if not dry_run:
                     s3.upload_archive(client, config.archive_bucket, files)
                 shutil.rmtree(archive_dir)  # published separately: keep it out of the site bucket
-            plan = s3.publish(client, config.s3_bucket, site, day.isoformat(), dry_run=dry_run)
+            plan = s3.publish(client, config.s3_bucket, site, day.isoformat(), dry_run=dry_run, front=front)
+            if not front:
+                click.echo(f"{day} is older than the newest published session ({stored[-1]}): front page unchanged")
         except s3.PublishError as exc:
             state = "the new page is live but" if exc.index_published else "the previous page is untouched;"
             raise Failure(f"publish failed ({state} re-run to finish): {exc}") from None
@@ -119,6 +133,46 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     click.echo(plan.summary())
     log.info("session %s %s s3://%s", day, "checked against" if dry_run else "published to", config.s3_bucket)
     return OK
+
+
+def _kept(days: list[str], day: date, keep_days: int) -> list[str]:
+    """The stored days still within OI_SNAPSHOT_KEEP_DAYS of `day` (the lifecycle rule removes the rest soon)."""
+    oldest = (day - timedelta(days=keep_days)).isoformat()
+    return [d for d in days if d >= oldest]
+
+
+def render_into(out: Path, datasets: list, day: date, config, archive_base: str, events: list[dict]) -> int:
+    """Render locally. Sessions already rendered into `out` stay (render day after day into one folder to browse
+    them offline); the front page moves only to a newer day."""
+    out = Path(out)
+    stored = sorted(p.parent.name for p in out.glob(f"{snapshot.SESSIONS}/*/index.html") if _is_day(p.parent.name))
+    with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
+        site = Path(tmp) / "site"
+        manifest = snapshot.render_site(
+            datasets,
+            site,
+            day,
+            config.symbols,
+            config.strikes_around_atm,
+            archive_base,
+            config.lot_sizes,
+            events,
+            _kept(stored, day, config.snapshot_keep_days),
+        )
+        if stored and day.isoformat() < stored[-1]:
+            for name in ("index.html", "error.html"):
+                (site / name).unlink()
+        shutil.copytree(site, out, dirs_exist_ok=True)
+    click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
+    return OK
+
+
+def _is_day(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10
 
 
 @click.command("upload", help=DESCRIPTION, short_help="render and publish the session to S3 (upload.py)")

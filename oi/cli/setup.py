@@ -73,7 +73,14 @@ def s3(dry_run: bool, lock: str, ips_file: Path | None) -> int:
     try:
         client = svc.s3 or make_client(config)
         lines = bucket.setup_bucket(
-            client, config.s3_bucket, config.aws_region, secret, config.domain_name, dry_run, ranges
+            client,
+            config.s3_bucket,
+            config.aws_region,
+            secret,
+            config.domain_name,
+            dry_run,
+            ranges,
+            config.snapshot_keep_days,
         )
     except ValueError as exc:  # ConfigError included: missing/short secret, half-set keys
         raise config_error(exc) from None

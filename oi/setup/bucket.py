@@ -97,6 +97,55 @@ PUBLIC_ACCESS_BLOCK = {
 }
 
 
+# Retention of past sessions (OI_SNAPSHOT_KEEP_DAYS): each day's page folder and the content-hashed data files its
+# page loads (each day's data is its own: its minutes are in it). Shared assets/ and archive/ are not touched.
+RETAINED_PREFIXES = ("sessions/", "data/")
+RULE_PREFIX = "oi-keep-"
+
+
+def lifecycle_rules(keep_days: int) -> list[dict[str, Any]]:
+    """The bucket's retention rules for past sessions, expiring objects `keep_days` days after they were written."""
+    return [
+        {
+            "ID": f"{RULE_PREFIX}{prefix.strip('/')}",
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": keep_days},
+        }
+        for prefix in RETAINED_PREFIXES
+    ]
+
+
+def _lifecycle(client: Any, bucket: str, keep_days: int) -> str:
+    """Set our retention rules, keeping any other rule the bucket has (PutBucketLifecycleConfiguration replaces
+    the whole configuration). Returns a line for the operator."""
+    try:
+        current = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as exc:
+        if _error_code_of(exc) != "NoSuchLifecycleConfiguration":
+            raise
+        current = []
+    ours = lifecycle_rules(keep_days)
+    mine = [r for r in current if str(r.get("ID", "")).startswith(RULE_PREFIX)]
+    summary = f"sessions kept {keep_days} days (lifecycle on {', '.join(RETAINED_PREFIXES)})"
+    if sorted(map(_rule_view, mine)) == sorted(map(_rule_view, ours)):
+        return f"lifecycle: {summary}, already set"
+    others = [r for r in current if not str(r.get("ID", "")).startswith(RULE_PREFIX)]
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": others + ours})
+    log.info("s3: lifecycle on %s: %s", bucket, summary)
+    return f"lifecycle: {summary}"
+
+
+def _rule_view(rule: dict[str, Any]) -> str:
+    """A rule as compared for idempotence: what S3 gives back for one of ours, in a stable form."""
+    keep = {k: rule.get(k) for k in ("ID", "Filter", "Status", "Expiration")}
+    return json.dumps(keep, sort_keys=True, default=str)
+
+
+def _error_code_of(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def _check_secret(referer_secret: str) -> None:
     if not referer_secret:
         raise ValueError("S3_REFERER_SECRET is not set: the bucket policy needs it (e.g. `openssl rand -hex 24`)")
@@ -124,6 +173,7 @@ def setup_bucket(
     domain_name: str,
     dry_run: bool = False,
     source_ranges: list[str] | None = None,
+    keep_days: int | None = None,
 ) -> list[str]:
     """Create/configure `bucket` as a locked S3 website; returns lines for the operator. Idempotent.
 
@@ -161,6 +211,9 @@ def setup_bucket(
         lines.append(f"dry run: would set the public access block: {json.dumps(PUBLIC_ACCESS_BLOCK)}")
         lines.append("dry run: would set the bucket policy:")
         lines.append(json.dumps(masked_policy(policy), indent=2))
+        if keep_days is not None:
+            lines.append(f"dry run: would set the lifecycle rules (OI_SNAPSHOT_KEEP_DAYS={keep_days}):")
+            lines.append(json.dumps(lifecycle_rules(keep_days), indent=2))
     else:
         if _bucket_exists(client, bucket):
             lines.append(f"bucket {bucket}: exists")
@@ -179,5 +232,7 @@ def setup_bucket(
         client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
         log.info("s3: bucket policy set on %s (GetObject %s)", bucket, lock)
         lines.append(f"bucket policy: s3:GetObject for everyone, {lock}")
+        if keep_days is not None:
+            lines.append(_lifecycle(client, bucket, keep_days))
     lines.append(f"website endpoint (CNAME target, HTTP only): {endpoint}")
     return lines
