@@ -14,9 +14,9 @@ from oi.market.calendar import IST
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve, serve_dir
-from tests.conftest import make_config
+from tests.glass.test_dashboard import cell, inr
+from tests.helpers import make_config
 from tests.session import DAY, record_session
-from tests.test_dashboard import cell, inr
 
 SYMBOLS = ("NIFTY", "BANKNIFTY")
 ROWS = "document.querySelectorAll('#rows tr').length === 21"
