@@ -29,6 +29,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from oi import analytics, security, session
+from oi.breadth import symbol_kind
 from oi.config import DEFAULT_LOT_SIZES
 from oi.history import Series
 from oi.market.calendar import CLOSE, IST
@@ -237,6 +238,7 @@ def render_site(
     archive_base: str = "archive",
     lot_sizes: dict[str, int] | None = None,
     events: list[dict] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> dict:
     """Write the site into `out` (emptied first). Returns a manifest: files written and the session.
 
@@ -280,6 +282,8 @@ def render_site(
     page_config = {
         "mode": "static",
         "symbols": listed,
+        # "index" / "stock" per symbol: the picker groups them (the built-in indices are indices by default)
+        "kinds": {s: (kinds or {}).get(s) or symbol_kind(s, {}) for s in listed},
         "strikes": around,
         "source": datasets[0].chains[-1].source if datasets else "demo",
         "banner": f"Session closed — data as of {as_of}. Replay the day with the slider.",

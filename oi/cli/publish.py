@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 
 from oi import alerts, snapshot
+from oi.breadth import build_master, symbol_kind
+from oi.breadth import resolve as resolve_symbols
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
 from oi.store import STORE_ERRORS, open_store
@@ -78,9 +80,12 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         if archive_separate
         else "archive"
     )
+    # Lot sizes and kinds as the live service had them: from the instrument master on disk, never downloaded here.
+    breadth = resolve_symbols(config, build_master(config, clock_from_config(config)), download=False)
+    lots, kinds = breadth.lot_sizes, {s: symbol_kind(s, breadth.underlyings) for s in config.symbols}
     if not publishing:
         manifest = snapshot.render_site(
-            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
+            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, lots, events, kinds
         )
         click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
         return OK
@@ -92,7 +97,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
         snapshot.render_site(
-            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events
+            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, lots, events, kinds
         )
         try:
             client = svc.s3 or s3.make_client(config)

@@ -1,0 +1,198 @@
+"""Breadth (#13 item 6): F&O stocks in OI_SYMBOLS resolved from Dhan's instrument master served on loopback, their
+chains fetched by the real SDK from the fake Dhan REST server, unknown ones reported and skipped, lot sizes from the
+master, kinds on /api/symbols, and the picker's groups in Chromium."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from oi.config import ConfigError, from_env
+from oi.feed.instruments import InstrumentMaster
+from oi.web import create_app
+from tests.browser import browser_page, serve
+from tests.conftest import MONDAY_1100, make_config
+from tests.fakes import closed_port_url
+from tests.fakes.dhan import CLIENT_ID, TOKEN
+from tests.test_feed_app import MASTER_CSV, MasterServer
+from tests.test_web import fill
+
+RELIANCE, HDFCBANK = 2885, 1333  # the NSE equity rows' ids in the fixture (BSE's RELIANCE row is 500325)
+
+
+@pytest.fixture
+def master_server():
+    server = MasterServer(MASTER_CSV.read_bytes())
+    yield server
+    server.close()
+
+
+def app_for(dhan_env, store, timer, tmp_path, master_url: str, **env: str):
+    config = make_config(**dhan_env, DHAN_INSTRUMENTS_URL=master_url, OI_DATA_DIR=str(tmp_path), **env)
+    return create_app(config, store=store, timer=timer)
+
+
+def chain_payloads(fake_dhan) -> list[tuple[object, object]]:
+    return [(p.get("UnderlyingScrip"), p.get("UnderlyingSeg")) for _, _, p in fake_dhan.chain_calls()]
+
+
+def test_stock_resolved_from_the_master_and_its_chain_fetched(
+    dhan_env, fake_dhan, store, timer, tmp_path, master_server
+):
+    fake_dhan.add_underlying(RELIANCE, "NSE_EQ")
+    app = app_for(dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="NIFTY,RELIANCE")
+    rt, client = app.extensions["oi"], app.test_client()
+    assert rt.config.underlyings["RELIANCE"] == (RELIANCE, "NSE_EQ")  # NSE's equity row, not BSE's
+    fill(rt, timer, 4)  # expiry list + chain, for each symbol
+    assert (RELIANCE, "NSE_EQ") in chain_payloads(fake_dhan) and (13, "IDX_I") in chain_payloads(fake_dhan)
+    r = client.get("/api/oi?symbol=RELIANCE")
+    assert r.status_code == 200 and r.get_json()["symbol"] == "RELIANCE"
+    listed = {s["symbol"]: s for s in client.get("/api/symbols").get_json()["symbols"]}
+    assert (listed["NIFTY"]["kind"], listed["RELIANCE"]["kind"]) == ("index", "stock")
+    assert listed["RELIANCE"]["lot_size"] == 500  # from the master's option rows
+    assert listed["NIFTY"]["lot_size"] == 75  # the master's, over the built-in 65
+    health = client.get("/healthz").get_json()
+    assert health["status"] == "ok" and "symbols_disabled" not in health
+    assert master_server.hits == 1
+    # a second process on the same data dir reads today's cached copy
+    app_for(dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="NIFTY,RELIANCE")
+    assert master_server.hits == 1
+
+
+def test_wrong_segment_is_refused_by_the_fake(dhan_env, fake_dhan, store, timer, tmp_path, master_server):
+    """The fake checks UnderlyingSeg: a stock asked for as an index (IDX_I) is Dhan's 813, so the test above means
+    something."""
+    fake_dhan.add_underlying(RELIANCE, "NSE_EQ")
+    app = app_for(
+        dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="RELIANCE", OI_UNDERLYINGS="RELIANCE:2885"
+    )
+    rt = app.extensions["oi"]
+    fill(rt, timer, 2)
+    assert rt.views.status.error and "security id" in (rt.views.status.reason or "")
+    assert master_server.hits == 0  # OI_UNDERLYINGS overrides: the master is not needed
+
+
+def test_unknown_stock_is_reported_and_the_others_served(
+    dhan_env, fake_dhan, store, timer, tmp_path, master_server, caplog
+):
+    caplog.set_level(logging.ERROR, logger="oi.breadth")
+    fake_dhan.add_underlying(HDFCBANK, "NSE_EQ")
+    app = app_for(dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="NIFTY,NOSUCHCO,HDFCBANK")
+    rt, client = app.extensions["oi"], app.test_client()
+    assert "NOSUCHCO is not served: not in Dhan's instrument master" in caplog.text
+    fill(rt, timer, 4)
+    assert {scrip for scrip, _ in chain_payloads(fake_dhan)} == {13, HDFCBANK}  # nothing asked for NOSUCHCO
+    assert [s["symbol"] for s in client.get("/api/symbols").get_json()["symbols"]] == ["NIFTY", "HDFCBANK"]
+    assert client.get("/api/oi?symbol=HDFCBANK").status_code == 200
+    assert client.get("/api/oi?symbol=NOSUCHCO").status_code == 400
+    r = client.get("/healthz")
+    assert r.status_code == 503 and "NOSUCHCO disabled (not in Dhan's instrument master)" in r.get_json()["reason"]
+    assert r.get_json()["symbols_disabled"] == {"NOSUCHCO": "not in Dhan's instrument master"}
+    assert rt.config.underlyings["HDFCBANK"] == (HDFCBANK, "NSE_EQ")  # the EQ series row, not BE's 99333
+
+
+def test_master_unavailable_disables_unresolved_stocks_only(dhan_env, fake_dhan, store, timer, tmp_path, caplog):
+    caplog.set_level(logging.ERROR, logger="oi.breadth")
+    url = closed_port_url() + "/api-scrip-master.csv"
+    app = app_for(dhan_env, store, timer, tmp_path, url, OI_SYMBOLS="NIFTY,RELIANCE")
+    rt, client = app.extensions["oi"], app.test_client()
+    assert rt.config.symbols == ("NIFTY",)
+    assert "RELIANCE is not served: instrument master unavailable" in caplog.text
+    assert "add it to OI_UNDERLYINGS" in caplog.text
+    fill(rt, timer, 2)
+    assert client.get("/api/oi?symbol=NIFTY").status_code == 200
+    assert "RELIANCE disabled (instrument master unavailable" in client.get("/healthz").get_json()["reason"]
+
+
+def test_oi_lot_sizes_beats_the_master(dhan_env, fake_dhan, store, timer, tmp_path, master_server):
+    fake_dhan.add_underlying(HDFCBANK, "NSE_EQ")
+    # NIFTY:65 equals the built-in value: set explicitly, it must still win over the master's 75
+    app = app_for(
+        dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="NIFTY,HDFCBANK", OI_LOT_SIZES="NIFTY:65"
+    )
+    lots = app.extensions["oi"].config.lot_sizes
+    assert (lots["NIFTY"], lots["HDFCBANK"], lots["BANKNIFTY"]) == (65, 550, 30)  # BANKNIFTY: the master's 30
+
+
+def test_master_read_by_header_names(tmp_path):
+    """Columns in another order: read by header name, still the right ids and lot sizes."""
+    rows = [line.split(",") for line in MASTER_CSV.read_text().splitlines()]
+    order = list(reversed(range(len(rows[0]))))
+    (tmp_path / "src.csv").write_text("\n".join(",".join(r[i] for i in order) for r in rows) + "\n")
+    server = MasterServer((tmp_path / "src.csv").read_bytes())
+    try:
+        symbols = ["RELIANCE", "HDFCBANK", "NIFTY"]
+        master = InstrumentMaster(server.url, tmp_path, symbols, lambda: MONDAY_1100, timeout=5)
+        assert master.ensure()
+        assert master.underlyings == {
+            "RELIANCE": (RELIANCE, "NSE_EQ"),
+            "HDFCBANK": (HDFCBANK, "NSE_EQ"),
+            "NIFTY": (13, "IDX_I"),
+        }
+        assert master.lot_sizes == {"NIFTY": 75, "RELIANCE": 500, "HDFCBANK": 550}
+    finally:
+        server.close()
+
+
+def test_config_accepts_stock_names_for_dhan_only_and_without_the_network():
+    dhan = {"DHAN_CLIENT_ID": CLIENT_ID, "DHAN_ACCESS_TOKEN": TOKEN}
+    assert from_env({**dhan, "OI_SYMBOLS": "NIFTY,reliance,M&M,BAJAJ-AUTO"}).symbols[1:] == (
+        "RELIANCE",
+        "M&M",
+        "BAJAJ-AUTO",
+    )
+    for bad in ("NIFTY 50", "RELIANCE$", "1ABC"):
+        with pytest.raises(ConfigError, match="OI_SYMBOLS"):
+            from_env({**dhan, "OI_SYMBOLS": bad})
+    with pytest.raises(ConfigError, match="OI_SYMBOLS"):  # the demo has no master to ask
+        from_env({"OI_SYMBOLS": "NIFTY,RELIANCE"})
+    assert from_env({"OI_LOT_SIZES": "NIFTY:65"}).lot_sizes.explicit == {"NIFTY"}
+
+
+def test_picker_groups_indices_and_stocks_in_chromium(tmp_path):
+    env = {
+        "OI_DATA_DIR": str(tmp_path),
+        "DHAN_MIN_INTERVAL_SECONDS": "0.1",
+        "OI_SYMBOLS": "NIFTY,RELIANCE,BANKNIFTY",
+        "OI_UNDERLYINGS": "RELIANCE:2885:NSE_EQ",
+    }
+    app = create_app(from_env(env))
+    rt = app.extensions["oi"]
+    rt.start()
+    try:
+        with serve(app) as url, browser_page() as page:
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_function("document.querySelectorAll('#symbol optgroup').length === 2", timeout=15000)
+            groups = page.evaluate(
+                "Array.from(document.querySelectorAll('#symbol optgroup'))"
+                ".map((g) => [g.label, Array.from(g.children).map((o) => o.value)])"
+            )
+            assert groups == [["Indices", ["NIFTY", "BANKNIFTY"]], ["Stocks", ["RELIANCE"]]]
+            page.select_option("#symbol", "RELIANCE")
+            page.wait_for_function("new URLSearchParams(location.search).get('symbol') === 'RELIANCE'")
+            page.wait_for_function("document.querySelector('#rows tr') !== null", timeout=15000)
+            assert page.locator("#symbol").input_value() == "RELIANCE"
+            assert errors == []
+    finally:
+        rt.close()
+
+
+def test_snapshot_provider_gives_the_same_kinds(store, tmp_path):
+    from oi import snapshot
+    from tests.browser import serve_dir
+    from tests.session import DAY, record_session
+
+    symbols = ("NIFTY", "RELIANCE")
+    record_session(store, symbols)
+    site = tmp_path / "site"
+    kinds = {"NIFTY": "index", "RELIANCE": "stock"}
+    snapshot.render_site(snapshot.collect(store, symbols, 1, DAY), site, DAY, symbols, 10, kinds=kinds)
+    with serve_dir(site) as url, browser_page() as page:
+        page.goto(url + "index.html")
+        page.wait_for_function("document.querySelectorAll('#symbol optgroup').length === 2", timeout=15000)
+        labels = page.evaluate("Array.from(document.querySelectorAll('#symbol optgroup')).map((g) => g.label)")
+        assert labels == ["Indices", "Stocks"]
+        assert page.evaluate("document.querySelector('optgroup[label=Stocks] option').value") == "RELIANCE"
