@@ -5,6 +5,8 @@ master, kinds on /api/symbols, and the picker's groups in Chromium."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 
@@ -196,3 +198,25 @@ def test_snapshot_provider_gives_the_same_kinds(store, tmp_path):
         labels = page.evaluate("Array.from(document.querySelectorAll('#symbol optgroup')).map((g) => g.label)")
         assert labels == ["Indices", "Stocks"]
         assert page.evaluate("document.querySelector('optgroup[label=Stocks] option').value") == "RELIANCE"
+
+
+def test_workers_starting_together_download_the_master_once(tmp_path, master_server):
+    """gunicorn's workers resolve at the same moment: the cross-process lock lets one download, the others read."""
+    handler = master_server.server.RequestHandlerClass
+    original = handler.do_GET
+
+    def slow_get(self):
+        time.sleep(0.5)  # a slow download keeps the others waiting on the lock
+        original(self)
+
+    handler.do_GET = slow_get
+    masters = [
+        InstrumentMaster(master_server.url, tmp_path, ["RELIANCE"], lambda: MONDAY_1100, timeout=5) for _ in range(3)
+    ]
+    threads = [threading.Thread(target=m.ensure) for m in masters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert master_server.hits == 1
+    assert all(m.underlyings == {"RELIANCE": (RELIANCE, "NSE_EQ")} for m in masters)
