@@ -184,7 +184,9 @@ class Service:
             self.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
         # OI alerts (oi/alerts/): rules evaluated by the lease holder after each view sync; every process serves
         # the session's fired events from memory.
-        rules = load_rules(config.alerts_file, config.symbols, config.lot_sizes) if config.alerts_file else ()
+        # Checked against OI_SYMBOLS as configured: a rule naming a symbol disabled at start-up just never fires.
+        configured = config.symbols + tuple(self.breadth.disabled)
+        rules = load_rules(config.alerts_file, configured, config.lot_sizes) if config.alerts_file else ()
         prefix = f"[{config.domain_name}] " if config.domain_name else "[oi] "
         notifier = notifier or Notifier.from_config(config, prefix=prefix)
         self.alerts = Alerts(rules, self.store, notifier, config.domain_name, config.lot_sizes)

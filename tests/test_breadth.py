@@ -94,6 +94,17 @@ def test_unknown_stock_is_reported_and_the_others_served(
     assert rt.config.underlyings["HDFCBANK"] == (HDFCBANK, "NSE_EQ")  # the EQ series row, not BE's 99333
 
 
+def test_an_alert_rule_naming_a_disabled_stock_does_not_stop_the_service(
+    dhan_env, fake_dhan, store, timer, tmp_path, master_server
+):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "pcr"\nkind = "pcr_cross"\nlevel = 1\nsymbols = ["NOSUCHCO"]\n')
+    app = app_for(
+        dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="NIFTY,NOSUCHCO", OI_ALERTS_FILE=str(rules)
+    )
+    assert app.extensions["oi"].config.symbols == ("NIFTY",)
+
+
 def test_master_unavailable_disables_unresolved_stocks_only(dhan_env, fake_dhan, store, timer, tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="oi.breadth")
     url = closed_port_url() + "/api-scrip-master.csv"
@@ -133,6 +144,11 @@ def test_master_read_by_header_names(tmp_path):
             "NIFTY": (13, "IDX_I"),
         }
         assert master.lot_sizes == {"NIFTY": 75, "RELIANCE": 500, "HDFCBANK": 550}
+        # the feed's legs of a stock's options come from the same read
+        assert master.legs("RELIANCE", "2026-11-25", [1300.0, 1310.0]) == {
+            (1300.0, "CE"): ("NSE_FNO", "60001"),
+            (1300.0, "PE"): ("NSE_FNO", "60002"),
+        }
     finally:
         server.close()
 
