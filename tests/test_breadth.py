@@ -236,3 +236,36 @@ def test_workers_starting_together_download_the_master_once(tmp_path, master_ser
         t.join(10)
     assert master_server.hits == 1
     assert all(m.underlyings == {"RELIANCE": (RELIANCE, "NSE_EQ")} for m in masters)
+
+
+def test_nightly_snapshot_uses_the_resolved_symbols_kinds_and_lot_sizes(store, tmp_path, monkeypatch):
+    """upload --out with Dhan credentials: the master already on disk (never downloaded here) gives RELIANCE's kind
+    and lot size; NOSUCHCO, which the service left out, has no data and does not block the render."""
+    import json
+    import shutil
+
+    from oi.cli import upload_main
+    from oi.feed.instruments import MASTER_FILE
+    from tests.session import record_session
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    data = tmp_path / "var"
+    data.mkdir()
+    shutil.copy(MASTER_CSV, data / MASTER_FILE)
+    record_session(store, ("NIFTY", "RELIANCE"))
+    env = {
+        "DHAN_CLIENT_ID": CLIENT_ID,
+        "DHAN_ACCESS_TOKEN": TOKEN,
+        "OI_SYMBOLS": "NIFTY,RELIANCE,NOSUCHCO",
+        "OI_DATA_DIR": str(data),
+        "DHAN_INSTRUMENTS_URL": closed_port_url() + "/api-scrip-master.csv",
+        "OI_NOW": "2026-11-23T16:00:00+05:30",
+    }
+    assert upload_main(["--out", str(tmp_path / "site")], env, store=store) == 0
+    html = (tmp_path / "site" / "index.html").read_text()
+    raw = html.split('id="oi-config">', 1)[1].split("</script>", 1)[0]
+    page = json.loads(raw)
+    assert page["symbols"] == ["NIFTY", "RELIANCE"]
+    assert page["kinds"] == {"NIFTY": "index", "RELIANCE": "stock"}
+    main = next(p for p in (tmp_path / "site" / "data").glob("RELIANCE_*.js") if ".detail." not in p.name)
+    assert '"lot_size":500' in main.read_text()  # the master's (no built-in size for a stock)

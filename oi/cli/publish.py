@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from oi import alerts, snapshot
-from oi.breadth import build_master, symbol_kind
+from oi.breadth import build_master
 from oi.breadth import resolve as resolve_symbols
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
@@ -44,7 +44,10 @@ allow_stale_option = click.option(
 
 
 def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool, allow_stale: bool) -> int:
-    config = svc.config
+    # The symbols, lot sizes and kinds the live service had: stocks resolved from the instrument master on disk
+    # (never downloaded here); a symbol it left out has no data and must not block the publication.
+    breadth = resolve_symbols(svc.config, build_master(svc.config, clock_from_config(svc.config)), download=False)
+    config, kinds = breadth.apply(svc.config), breadth.kinds
     publishing = out is None
     if publishing and not config.s3_bucket:
         raise Failure("S3_BUCKET_NAME is not set (use --out DIR to render locally)", USAGE)
@@ -80,12 +83,9 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         if archive_separate
         else "archive"
     )
-    # Lot sizes and kinds as the live service had them: from the instrument master on disk, never downloaded here.
-    breadth = resolve_symbols(config, build_master(config, clock_from_config(config)), download=False)
-    lots, kinds = breadth.lot_sizes, {s: symbol_kind(s, breadth.underlyings) for s in config.symbols}
     if not publishing:
         manifest = snapshot.render_site(
-            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, lots, events, kinds
+            datasets, out, day, config.symbols, config.strikes_around_atm, archive_base, config.lot_sizes, events, kinds
         )
         click.echo(f"rendered the session of {day} into {out}: {len(manifest['files'])} files")
         return OK
@@ -97,7 +97,15 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     with tempfile.TemporaryDirectory(prefix="oi-site-") as tmp:
         site = Path(tmp) / "site"
         snapshot.render_site(
-            datasets, site, day, config.symbols, config.strikes_around_atm, archive_base, lots, events, kinds
+            datasets,
+            site,
+            day,
+            config.symbols,
+            config.strikes_around_atm,
+            archive_base,
+            config.lot_sizes,
+            events,
+            kinds,
         )
         try:
             client = svc.s3 or s3.make_client(config)
