@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # the page-side helpers (symbol_kind) stay free of the feed's
 log = logging.getLogger(__name__)
 
 INDEX, STOCK = "index", "stock"
+# How long start-up may spend downloading the master: gunicorn kills a worker silent for 30 s (oi.service), and a
+# slow download must cost the stocks (disabled, named on /healthz), not the whole service.
+START_BUDGET_SECONDS = 20.0
 
 
 def symbol_kind(symbol: str, underlyings: dict[str, tuple[int, str]]) -> str:
@@ -72,7 +75,7 @@ def resolve(config: Config, master: InstrumentMaster | None, download: bool = Tr
     unresolved = [s for s in config.symbols if s not in table]
     available = False
     if master is not None:
-        available = master.ensure() if unresolved and download else master.load_cached()
+        available = master.ensure(START_BUDGET_SECONDS) if unresolved and download else master.load_cached()
     disabled: dict[str, str] = {}
     for symbol in unresolved:
         found = master.underlyings.get(symbol) if master is not None and available else None

@@ -269,3 +269,43 @@ def test_nightly_snapshot_uses_the_resolved_symbols_kinds_and_lot_sizes(store, t
     assert page["kinds"] == {"NIFTY": "index", "RELIANCE": "stock"}
     main = next(p for p in (tmp_path / "site" / "data").glob("RELIANCE_*.js") if ".detail." not in p.name)
     assert '"lot_size":500' in main.read_text()  # the master's (no built-in size for a stock)
+
+
+def test_a_slow_master_costs_the_stocks_not_the_start_up(dhan_env, fake_dhan, store, timer, tmp_path, monkeypatch):
+    """gunicorn kills a worker silent for 30 s: a master trickling in is abandoned at the start-up budget."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import oi.breadth
+
+    filler = "".join(f"BSE,E,{9 * 10**5 + n},EQUITY,,SCRIP{n},1.0,S,,0,XX,0.01,NA,ES,A,S\n" for n in range(40_000))
+    body = MASTER_CSV.read_bytes() + filler.encode()  # ~2 MB, as the real one is tens of MB
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(0, len(body), 16_384):  # 160 KB/s: over 10 s for the whole file
+                if stop.wait(0.1):
+                    return
+                self.wfile.write(body[i : i + 16_384])
+                self.wfile.flush()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setattr(oi.breadth, "START_BUDGET_SECONDS", 1.0)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api-scrip-master.csv"
+        app = app_for(dhan_env, store, timer, tmp_path, url, OI_SYMBOLS="NIFTY,RELIANCE")
+        rt = app.extensions["oi"]
+        assert rt.config.symbols == ("NIFTY",)
+        assert rt.breadth.disabled["RELIANCE"].startswith("instrument master unavailable (TimeoutError)")
+        assert not list(tmp_path.glob("*.part"))  # the partial download is not left behind
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()

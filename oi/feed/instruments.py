@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -69,6 +70,7 @@ class InstrumentMaster:
         self.underlyings: dict[str, tuple[int, str]] = {}
         self._loaded_mtime: float | None = None
         self._failed_at: float | None = None
+        self._deadline: float | None = None  # time.monotonic() by which a download must be done (ensure's budget)
         self._lock = threading.Lock()
         self.error: str | None = None
 
@@ -78,10 +80,12 @@ class InstrumentMaster:
         fetched = datetime.fromtimestamp(self.path.stat().st_mtime, IST).date()
         return fetched == self.clock().astimezone(IST).date()
 
-    def ensure(self) -> bool:
+    def ensure(self, budget: float | None = None) -> bool:
         """Download today's master if not done yet, (re)index it if the file changed. True when an index is
-        available (possibly yesterday's if today's download failed). Blocking: call it off the event loop."""
+        available (possibly yesterday's if today's download failed). Blocking: call it off the event loop.
+        `budget` caps the download's wall time in seconds (start-up must finish inside gunicorn's worker timeout)."""
         with self._lock:
+            self._deadline = time.monotonic() + budget if budget is not None else None
             now = self.clock().timestamp()
             if not self._fresh() and (self._failed_at is None or now - self._failed_at >= RETRY_FAILED_SECONDS):
                 try:
@@ -130,11 +134,20 @@ class InstrumentMaster:
     def _download(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.part")
-        with self.session.get(self.url, stream=True, timeout=self.timeout) as resp:
-            resp.raise_for_status()
-            with open(tmp, "wb") as fh:
-                for block in resp.iter_content(1 << 16):
-                    fh.write(block)
+        deadline = self._deadline
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("instrument master download over its time budget")  # an OSError: not retried
+        try:
+            with self.session.get(self.url, stream=True, timeout=self.timeout) as resp:
+                resp.raise_for_status()
+                with open(tmp, "wb") as fh:
+                    for block in resp.iter_content(1 << 16):
+                        fh.write(block)
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError("instrument master download over its time budget")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         stamp = self.clock().timestamp()  # "downloaded on" by our clock, so the once-a-day check uses one clock
         os.utime(tmp, (stamp, stamp))
         os.replace(tmp, self.path)  # readers never see half a file
