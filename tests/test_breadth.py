@@ -309,3 +309,35 @@ def test_a_slow_master_costs_the_stocks_not_the_start_up(dhan_env, fake_dhan, st
         stop.set()
         server.shutdown()
         server.server_close()
+
+
+def test_the_feed_follows_a_stock_resolved_from_the_master(dhan_env, fake_dhan, store, tmp_path, master_server):
+    """With the feed on, the stock's option legs and the stock itself (NSE_EQ, its master id) are subscribed."""
+    from oi.feed import protocol
+    from tests.fakes.feed import FakeFeed
+    from tests.test_feed import wait_until
+
+    fake_dhan.add_underlying(RELIANCE, "NSE_EQ")
+    feed = FakeFeed().start()
+    config = make_config(
+        **dhan_env,
+        OI_SYMBOLS="RELIANCE",
+        OI_NOW="",
+        OI_MARKET_ALWAYS_OPEN="1",
+        OI_FEED="on",
+        DHAN_FEED_URL=feed.url,
+        DHAN_INSTRUMENTS_URL=master_server.url,
+        DHAN_MIN_INTERVAL_SECONDS="0.05",
+        OI_FEED_STRIKES="2",
+        OI_DATA_DIR=str(tmp_path),
+    )
+    rt = create_app(config, store=store).extensions["oi"]
+    try:
+        assert wait_until(lambda: rt.tick() or rt.refresher.feed.status().live, 10)
+        held = feed.held(0)
+        assert (protocol.SEGMENTS["NSE_EQ"], RELIANCE) in held
+        assert len(held) == 2 * 5 + 1  # ATM ± 2, both legs, and the stock
+        assert master_server.hits == 1  # one download for resolution and the feed
+    finally:
+        rt.close()
+        feed.stop()
