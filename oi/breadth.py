@@ -75,7 +75,11 @@ def resolve(config: Config, master: InstrumentMaster | None, download: bool = Tr
     unresolved = [s for s in config.symbols if s not in table]
     available = False
     if master is not None:
-        available = master.ensure(START_BUDGET_SECONDS) if unresolved and download else master.load_cached()
+        if unresolved and download:
+            master.ensure(START_BUDGET_SECONDS)
+        else:
+            master.load_cached()
+        available = master.loaded
     disabled: dict[str, str] = {}
     for symbol in unresolved:
         found = master.underlyings.get(symbol) if master is not None and available else None

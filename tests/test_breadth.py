@@ -341,3 +341,11 @@ def test_the_feed_follows_a_stock_resolved_from_the_master(dhan_env, fake_dhan, 
     finally:
         rt.close()
         feed.stop()
+
+
+def test_a_master_without_legs_of_the_followed_symbols_still_resolves(
+    dhan_env, fake_dhan, store, timer, tmp_path, master_server
+):
+    """No SENSEX options in the fixture: the master was read all the same, so NOSUCHCO is unknown, not unavailable."""
+    app = app_for(dhan_env, store, timer, tmp_path, master_server.url, OI_SYMBOLS="SENSEX,NOSUCHCO")
+    assert app.extensions["oi"].breadth.disabled == {"NOSUCHCO": "not in Dhan's instrument master"}

@@ -105,6 +105,11 @@ class InstrumentMaster:
                     log.warning("could not read Dhan's instrument master: %s", exc)
             return bool(self._index)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a copy of the master has been read (it may hold no option leg of the followed symbols)."""
+        return self._loaded_mtime is not None
+
     def load_cached(self) -> bool:
         """Index the master already on disk (any day's), never downloading: lot sizes when nothing needs the network."""
         with self._lock:
@@ -113,7 +118,7 @@ class InstrumentMaster:
                     self._load()
                 except (OSError, csv.Error, KeyError) as exc:
                     log.warning("could not read Dhan's instrument master: %s", exc)
-            return self._loaded_mtime is not None
+            return self.loaded
 
     @contextmanager
     def _across_processes(self) -> Iterator[None]:
