@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime
@@ -32,6 +33,9 @@ DEFAULT_UNDERLYINGS: dict[str, tuple[int, str]] = {
 # Contract sizes for the "lots" view. NSE revises them about twice a year (these are from the January 2026
 # revision), so operators can override them with OI_LOT_SIZES="SYMBOL:SIZE,...".
 DEFAULT_LOT_SIZES: dict[str, int] = {"NIFTY": 65, "BANKNIFTY": 30, "FINNIFTY": 60, "MIDCPNIFTY": 120, "SENSEX": 20}
+
+# What an NSE trading symbol looks like (RELIANCE, M&M, BAJAJ-AUTO): an unknown OI_SYMBOLS entry must, to be looked up.
+TRADING_SYMBOL = re.compile(r"[A-Z][A-Z0-9&-]{0,19}")
 
 # Names that must never be printed, logged or rendered. Used by the log filter and by tests that grep outputs.
 SECRET_VARIABLES = (
@@ -175,8 +179,14 @@ def underlyings(env: Mapping[str, str], name: str, default: dict) -> dict[str, t
     return table
 
 
+class LotSizes(dict):
+    """Lot sizes, remembering which the operator set (OI_LOT_SIZES beats the instrument master; defaults do not)."""
+
+    explicit: frozenset[str] = frozenset()
+
+
 def lot_sizes(env: Mapping[str, str], name: str, default: dict) -> dict[str, int]:
-    table = dict(default)
+    table = LotSizes(default)
     for part in env.get(name, "").split(","):
         if not part.strip():
             continue
@@ -184,6 +194,7 @@ def lot_sizes(env: Mapping[str, str], name: str, default: dict) -> dict[str, int
         if not size.strip().isdigit() or int(size) < 1:
             raise ConfigError(f"{name}: {part.strip()!r} is not SYMBOL:SIZE with a positive size")
         table[symbol.strip().upper()] = int(size)
+    table.explicit = frozenset(p.partition(":")[0].strip().upper() for p in env.get(name, "").split(",") if p.strip())
     return table
 
 
@@ -406,6 +417,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         values[f.name] = f.metadata["parse"](env, f.metadata["env"], default)
     # Checks that span settings.
     unknown = [s for s in values["symbols"] if s not in values["underlyings"]]
+    if values["source"] == "dhan":
+        # F&O stocks: resolved by the service at start-up from Dhan's instrument master (oi/breadth.py), so only
+        # names that cannot be a trading symbol are refused here, without the network.
+        unknown = [s for s in unknown if not TRADING_SYMBOL.fullmatch(s)]
     if unknown:
         raise ConfigError(f"OI_SYMBOLS: unknown symbol(s) {', '.join(unknown)}; add them with OI_UNDERLYINGS")
     if values["origin_secret"] and not values["cloudflare_proxied"]:

@@ -15,6 +15,8 @@ from datetime import datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from oi.alerts import Alerts, load_rules
+from oi.breadth import build_master
+from oi.breadth import resolve as resolve_symbols
 from oi.config import Config
 from oi.market.calendar import IST, Clock, MarketCalendar, calendar_from_config, clock_from_config
 from oi.notify import Notifier
@@ -43,6 +45,8 @@ class Health:
     token: dict | None = None  # when the token expires, never the token
     store_repaired: list | None = None  # damaged embedded-store files moved aside (kept) and recreated
     feed: dict | None = None  # the market feed's state (Service.feed_state), None when OI_FEED=off
+    symbols_disabled: dict | None = None  # configured symbols not served, each with why (oi/breadth.py)
+    warning: str | None = None  # something an operator should fix that does not stop the service
 
     @property
     def http_status(self) -> int:
@@ -64,6 +68,10 @@ class Health:
             body["store_repaired"] = self.store_repaired
         if self.feed is not None:
             body["feed"] = self.feed
+        if self.symbols_disabled:
+            body["symbols_disabled"] = self.symbols_disabled
+        if self.warning:
+            body["warning"] = self.warning
         if self.reason:
             body["reason"] = self.reason
         return body
@@ -85,7 +93,7 @@ def build_source(config: Config, calendar: MarketCalendar) -> Source:
     return DemoSource(calendar, seed=config.demo_seed)
 
 
-def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: Clock):
+def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: Clock, master=None):
     """The market feed for this source (OI_FEED), or None. Built in every process; only the lease holder starts it."""
     if config.feed == "demo" and source.name == "demo":
         from oi.feed.demo import DemoFeed
@@ -93,12 +101,10 @@ def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: 
         return DemoFeed(source)
     if config.feed != "dhan" or source.name != "dhan":
         return None
-    from oi.feed.instruments import InstrumentMaster, Resolver
+    from oi.feed.instruments import Resolver
     from oi.feed.supervisor import FeedSupervisor
 
-    master = InstrumentMaster(
-        config.dhan_instruments_url, config.data_dir, config.symbols, clock, timeout=config.dhan_timeout_seconds
-    )
+    master = master or build_master(config, clock)
     return FeedSupervisor(
         config.dhan_feed_url,
         config.dhan_client_id,
@@ -130,9 +136,13 @@ class Service:
         notifier: Notifier | None = None,
         feed=None,
     ) -> None:
-        self.config = config
         self.calendar: MarketCalendar = calendar_from_config(config)
         self.clock: Clock = clock or clock_from_config(config)
+        # OI_SYMBOLS as served: stocks resolved from the instrument master, symbols it does not know left out
+        # (named on /healthz), lot sizes from the master. Everything below sees the resolved configuration.
+        master = build_master(config, lambda: self.clock())
+        self.breadth = resolve_symbols(config, master)
+        self.config = config = self.breadth.apply(config)
         self.store = store or open_store(config.mongo_uri, config.mongo_db, config.data_dir)
         self.source = source or build_source(config, self.calendar)
         self.refresher = Refresher(
@@ -144,13 +154,18 @@ class Service:
             config.expiries_per_symbol,
             config.dhan_min_interval_seconds,
             config.dhan_timeout_seconds,
-            feed=feed if feed is not None else build_feed(config, self.source, self.calendar, self.clock),
+            feed=feed if feed is not None else build_feed(config, self.source, self.calendar, self.clock, master),
             rest_period_with_feed=config.rest_period_with_feed_seconds,
             **({"timer": timer} if timer else {}),
         )
         # Only in-session frames make the replay (a 09:14:50 pre-open fetch does not); the demo is always open.
         self.views = ViewCache(
-            self.store, config.symbols, config.expiries_per_symbol, config.lot_sizes, self.refresher.in_session
+            self.store,
+            config.symbols,
+            config.expiries_per_symbol,
+            config.lot_sizes,
+            self.refresher.in_session,
+            kinds=self.breadth.kinds,
         )
         self.refresher.on_publish = self.views.put  # the feed's ticks reach this process's viewers at once
         self.scheduler: BackgroundScheduler | None = None
@@ -172,7 +187,9 @@ class Service:
             self.token_watch.start()  # a saved, renewed token newer than DHAN_ACCESS_TOKEN wins
         # OI alerts (oi/alerts/): rules evaluated by the lease holder after each view sync; every process serves
         # the session's fired events from memory.
-        rules = load_rules(config.alerts_file, config.symbols, config.lot_sizes) if config.alerts_file else ()
+        # Checked against OI_SYMBOLS as configured: a rule naming a symbol disabled at start-up just never fires.
+        configured = config.symbols + tuple(self.breadth.disabled)
+        rules = load_rules(config.alerts_file, configured, config.lot_sizes) if config.alerts_file else ()
         prefix = f"[{config.domain_name}] " if config.domain_name else "[oi] "
         notifier = notifier or Notifier.from_config(config, prefix=prefix)
         self.alerts = Alerts(rules, self.store, notifier, config.domain_name, config.lot_sizes)
@@ -344,4 +361,8 @@ class Service:
             token=watch.state(now).as_dict() if watch is not None and watch.expires_at is not None else None,
             store_repaired=getattr(self.store, "repaired", None),
             feed=self.feed_state(local=True),
+            symbols_disabled=self.breadth.disabled,
+            # A misspelt or unlisted stock must not keep the whole site dark (a 503 stops the morning flip): the
+            # served symbols go live, and the warning names the others.
+            warning=self.breadth.reason,
         )

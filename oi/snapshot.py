@@ -35,6 +35,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from oi import analytics, security, session
+from oi.breadth import symbol_kind
 from oi.config import DEFAULT_LOT_SIZES
 from oi.history import Series
 from oi.market.calendar import CLOSE, IST
@@ -245,6 +246,7 @@ def render_site(
     lot_sizes: dict[str, int] | None = None,
     events: list[dict] | None = None,
     sessions: list[str] | None = None,
+    kinds: dict[str, str] | None = None,
 ) -> dict:
     """Write the site into `out` (emptied first). Returns a manifest: files written and the session.
 
@@ -295,6 +297,8 @@ def render_site(
         return {
             "mode": "static",
             "symbols": listed,
+            # "index" / "stock" per symbol: the picker groups them (the built-in indices are indices by default)
+            "kinds": {s: (kinds or {}).get(s) or symbol_kind(s, {}) for s in listed},
             "strikes": around,
             "source": datasets[0].chains[-1].source if datasets else "demo",
             "banner": f"Session closed — data as of {as_of}. Replay the day with the slider.",

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 
 from oi import analytics, session
 from oi.analytics import COMBINED
+from oi.breadth import symbol_kind
 from oi.history import Series
 from oi.market.calendar import IST
 from oi.market.model import OptionChain
@@ -83,6 +84,7 @@ class ViewCache:
     lot_sizes: dict[str, int] = field(default_factory=dict)
     # Whether a frame's time is in the session: only those join the in-memory series (the replay), as in the store.
     in_session: Callable[[datetime], bool] = lambda when: True
+    kinds: dict[str, str] = field(default_factory=dict)  # symbol → "index" / "stock", for the picker's groups
     version: int = -1
     views: dict[tuple[str, str], View] = field(default_factory=dict)
     expiries: dict[str, list[str]] = field(default_factory=dict)  # per symbol, nearest first, with data only
@@ -124,7 +126,13 @@ class ViewCache:
         self.symbols_json = dumps(
             {
                 "symbols": [
-                    {"symbol": s, "expiries": expiries[s], "lot_size": self.lot_sizes.get(s)} for s in self.symbols
+                    {
+                        "symbol": s,
+                        "kind": self.kinds.get(s) or symbol_kind(s, {}),
+                        "expiries": expiries[s],
+                        "lot_size": self.lot_sizes.get(s),
+                    }
+                    for s in self.symbols
                 ]
             }
         )

@@ -796,6 +796,28 @@
     document.body.dataset.loaded = d.as_of + "|" + (d.window || d.interval || "") + "|" + d.expiry + "|" + state.units + "|" + state.greeks + state.quotes + "|" + state.picks.join(",");
   }
 
+  // Indices and stocks in groups of their own once both are followed (each symbol has a kind: /api/symbols, snapshot).
+  function fillSymbols(select, symbols, selected) {
+    const kindOf = (s) => (s.kind === "stock" ? "stock" : "index");
+    if (!symbols.some((s) => kindOf(s) === "stock")) return fillSelect(select, symbols.map((s) => s.symbol), selected);
+    const shape = symbols.map((s) => kindOf(s) + ":" + s.symbol).join("|");
+    if (select.dataset.shape !== shape) {
+      const groups = [["index", "Indices"], ["stock", "Stocks"]].map(([kind, label]) => {
+        const group = document.createElement("optgroup");
+        group.label = label;
+        for (const s of symbols.filter((x) => kindOf(x) === kind)) {
+          const o = document.createElement("option");
+          o.value = o.textContent = s.symbol;
+          group.append(o);
+        }
+        return group;
+      });
+      select.replaceChildren(...groups.filter((g) => g.children.length));
+      select.dataset.shape = shape;
+    }
+    if (selected !== null && symbols.some((s) => s.symbol === selected)) select.value = selected;
+  }
+
   // --- flow ----------------------------------------------------------------------------------------------------
   // The symbol list is read once: symbols and expiries change at most daily, and a reload picks that up.
   async function loadSymbols() {
@@ -810,7 +832,7 @@
       state.expiry = null;
     }
     if (!state.symbol) state.symbol = names[0] || null;
-    fillSelect($("symbol"), names, state.symbol);
+    fillSymbols($("symbol"), symbols, state.symbol);
     const expiries = (symbols.find((s) => s.symbol === state.symbol) || { expiries: [] }).expiries;
     if (state.expiry && expiries.length && !expiries.includes(state.expiry)) {
       if (state.asked.expiry) problems.push("No data for expiry “" + state.expiry + "” of " + state.symbol + ": showing the nearest expiry instead.");

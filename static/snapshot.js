@@ -162,6 +162,7 @@
         async symbols() {
           return cfg.symbols.map((symbol) => ({
             symbol,
+            kind: (cfg.kinds || {})[symbol] || "index",
             expiries: list.filter((d) => d.symbol === symbol).map((d) => d.expiry),
           }));
         },

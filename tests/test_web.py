@@ -46,10 +46,12 @@ def test_strikes_parameter(client, rt, timer):
 
 
 def test_api_symbols(client, rt, timer):
-    assert client.get("/api/symbols").get_json() == {"symbols": [{"symbol": "NIFTY", "expiries": [], "lot_size": 65}]}
+    assert client.get("/api/symbols").get_json() == {
+        "symbols": [{"symbol": "NIFTY", "kind": "index", "expiries": [], "lot_size": 65}]
+    }
     fill(rt, timer, 2)
     listed = client.get("/api/symbols").get_json()
-    assert listed == {"symbols": [{"symbol": "NIFTY", "expiries": ["2026-11-24"], "lot_size": 65}]}
+    assert listed == {"symbols": [{"symbol": "NIFTY", "kind": "index", "expiries": ["2026-11-24"], "lot_size": 65}]}
 
 
 @pytest.mark.parametrize(

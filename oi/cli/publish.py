@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 
 from oi import alerts, snapshot
+from oi.breadth import build_master
+from oi.breadth import resolve as resolve_symbols
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
 from oi.store import STORE_ERRORS, open_store
@@ -45,7 +47,10 @@ allow_stale_option = click.option(
 
 
 def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool, allow_stale: bool) -> int:
-    config = svc.config
+    # The symbols, lot sizes and kinds the live service had: stocks resolved from the instrument master on disk
+    # (never downloaded here); a symbol it left out has no data and must not block the publication.
+    breadth = resolve_symbols(svc.config, build_master(svc.config, clock_from_config(svc.config)), download=False)
+    config, kinds = breadth.apply(svc.config), breadth.kinds
     publishing = out is None
     if publishing and not config.s3_bucket:
         raise Failure("S3_BUCKET_NAME is not set (use --out DIR to render locally)", USAGE)
@@ -82,7 +87,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         else "archive"
     )
     if not publishing:
-        return render_into(out, datasets, day, config, archive_base, events)
+        return render_into(out, datasets, day, config, archive_base, events, kinds)
 
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -110,6 +115,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
                 config.lot_sizes,
                 events,
                 days,
+                kinds=kinds,
             )
             if archive_separate:
                 archive_dir = site / "archive"
@@ -141,7 +147,9 @@ def _kept(days: list[str], day: date, keep_days: int) -> list[str]:
     return [d for d in days if d >= oldest]
 
 
-def render_into(out: Path, datasets: list, day: date, config, archive_base: str, events: list[dict]) -> int:
+def render_into(
+    out: Path, datasets: list, day: date, config, archive_base: str, events: list[dict], kinds: dict[str, str]
+) -> int:
     """Render locally. Sessions already rendered into `out` stay (render day after day into one folder to browse
     them offline); the front page moves only to a newer day."""
     out = Path(out)
@@ -158,6 +166,7 @@ def render_into(out: Path, datasets: list, day: date, config, archive_base: str,
             config.lot_sizes,
             events,
             _kept(stored, day, config.snapshot_keep_days),
+            kinds=kinds,
         )
         if stored and day.isoformat() < stored[-1]:
             for name in ("index.html", "error.html"):

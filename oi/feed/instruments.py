@@ -8,10 +8,13 @@ report differ between the master and the option-chain API.
 from __future__ import annotations
 
 import csv
+import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -63,8 +66,11 @@ class InstrumentMaster:
         self.session = session or requests.Session()
         self._index: dict[tuple[str, str, float, str], Instrument] = {}
         self.lot_sizes: dict[str, int] = {}
+        # symbol → (security id, segment) of the underlying itself: NSE equity rows (stocks) and index rows
+        self.underlyings: dict[str, tuple[int, str]] = {}
         self._loaded_mtime: float | None = None
         self._failed_at: float | None = None
+        self._deadline: float | None = None  # time.monotonic() by which a download must be done (ensure's budget)
         self._lock = threading.Lock()
         self.error: str | None = None
 
@@ -74,14 +80,18 @@ class InstrumentMaster:
         fetched = datetime.fromtimestamp(self.path.stat().st_mtime, IST).date()
         return fetched == self.clock().astimezone(IST).date()
 
-    def ensure(self) -> bool:
+    def ensure(self, budget: float | None = None) -> bool:
         """Download today's master if not done yet, (re)index it if the file changed. True when an index is
-        available (possibly yesterday's if today's download failed). Blocking: call it off the event loop."""
+        available (possibly yesterday's if today's download failed). Blocking: call it off the event loop.
+        `budget` caps the download's wall time in seconds (start-up must finish inside gunicorn's worker timeout)."""
         with self._lock:
+            self._deadline = time.monotonic() + budget if budget is not None else None
             now = self.clock().timestamp()
             if not self._fresh() and (self._failed_at is None or now - self._failed_at >= RETRY_FAILED_SECONDS):
                 try:
-                    self._download()
+                    with self._across_processes():  # gunicorn's workers start together: one downloads, all read
+                        if not self._fresh():
+                            self._download()
                     self._failed_at, self.error = None, None
                 except (requests.RequestException, OSError) as exc:
                     self._failed_at = now
@@ -95,6 +105,31 @@ class InstrumentMaster:
                     log.warning("could not read Dhan's instrument master: %s", exc)
             return bool(self._index)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a copy of the master has been read (it may hold no option leg of the followed symbols)."""
+        return self._loaded_mtime is not None
+
+    def load_cached(self) -> bool:
+        """Index the master already on disk (any day's), never downloading: lot sizes when nothing needs the network."""
+        with self._lock:
+            if self.path.exists() and self.path.stat().st_mtime != self._loaded_mtime:
+                try:
+                    self._load()
+                except (OSError, csv.Error, KeyError) as exc:
+                    log.warning("could not read Dhan's instrument master: %s", exc)
+            return self.loaded
+
+    @contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     @retry(
         retry=retry_if_exception_type((requests.ConnectionError, requests.Timeout)),
         wait=wait_random_exponential(multiplier=1, max=10),
@@ -103,12 +138,21 @@ class InstrumentMaster:
     )
     def _download(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".part")
-        with self.session.get(self.url, stream=True, timeout=self.timeout) as resp:
-            resp.raise_for_status()
-            with open(tmp, "wb") as fh:
-                for block in resp.iter_content(1 << 16):
-                    fh.write(block)
+        tmp = self.path.with_suffix(f".{os.getpid()}.part")
+        deadline = self._deadline
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("instrument master download over its time budget")  # an OSError: not retried
+        try:
+            with self.session.get(self.url, stream=True, timeout=self.timeout) as resp:
+                resp.raise_for_status()
+                with open(tmp, "wb") as fh:
+                    for block in resp.iter_content(1 << 16):
+                        fh.write(block)
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError("instrument master download over its time budget")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         stamp = self.clock().timestamp()  # "downloaded on" by our clock, so the once-a-day check uses one clock
         os.utime(tmp, (stamp, stamp))
         os.replace(tmp, self.path)  # readers never see half a file
@@ -117,10 +161,14 @@ class InstrumentMaster:
     def _load(self) -> None:
         index: dict[tuple[str, str, float, str], Instrument] = {}
         lots: dict[str, int] = {}
+        underlyings: dict[str, tuple[int, str]] = {}
         mtime = self.path.stat().st_mtime
         with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
             for row in csv.DictReader(fh):
                 if row.get("SEM_INSTRUMENT_NAME", "").strip() not in OPTION_KINDS:
+                    found = underlying_row(row)
+                    if found is not None and found[0] in self.symbols:
+                        underlyings.setdefault(found[0], found[1])
                     continue
                 symbol = underlying_of(row)
                 if symbol not in self.symbols:
@@ -143,7 +191,7 @@ class InstrumentMaster:
                         lots.setdefault(symbol, int(float(lot)))
                     except ValueError:
                         pass
-        self._index, self.lot_sizes, self._loaded_mtime = index, lots, mtime
+        self._index, self.lot_sizes, self.underlyings, self._loaded_mtime = index, lots, underlyings, mtime
         log.info("instrument master: %d option legs for %s", len(index), ", ".join(sorted(self.symbols)))
 
     def legs(self, symbol: str, expiry: str, strikes: Iterable[float]) -> dict[LegKey, Instrument]:
@@ -154,6 +202,25 @@ class InstrumentMaster:
                 if inst is not None:
                     out[(float(strike), kind)] = inst
         return out
+
+
+def underlying_row(row: dict) -> tuple[str, tuple[int, str]] | None:
+    """(symbol, (security id, segment)) when the row is an underlying the option-chain API takes: an NSE equity of
+    the EQ series (segment NSE_EQ) or an index (IDX_I). Matched on the trading symbol ("RELIANCE", "NIFTY")."""
+    kind = (row.get("SEM_INSTRUMENT_NAME") or "").strip().upper()
+    exchange = (row.get("SEM_EXM_EXCH_ID") or "").strip().upper()
+    if kind == "EQUITY" and exchange == "NSE" and (row.get("SEM_SERIES") or "").strip().upper() == "EQ":
+        segment = "NSE_EQ"
+    elif kind == "INDEX":
+        segment = "IDX_I"
+    else:
+        return None
+    try:
+        sid = int(float(row["SEM_SMST_SECURITY_ID"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    symbol = (row.get("SEM_TRADING_SYMBOL") or "").strip().upper()
+    return (symbol, (sid, segment)) if symbol else None
 
 
 def underlying_of(row: dict) -> str:

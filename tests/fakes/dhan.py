@@ -46,6 +46,9 @@ class FakeDhan:
         self.chain = json.loads((FIXTURES / "optionchain_NIFTY.json").read_text())
         self.expiries = json.loads((FIXTURES / "expirylist_NIFTY.json").read_text())
         self.known_ids = {13, 25, 27, 442, 51}
+        # UnderlyingSeg each known id must come with (ids not listed here are not checked): IDX_I for the indices,
+        # NSE_EQ for a stock (add_underlying), as the SDK sends them
+        self.segments: dict[int, str] = dict.fromkeys(self.known_ids, "IDX_I")
         self.chain_for = None  # optional: payload → option-chain response (the feed benchmark's many underlyings)
         self.calls: list[tuple[float, str, dict]] = []
         self.min_gap: float | None = None
@@ -104,7 +107,10 @@ class FakeDhan:
                         return None
                 if scripted is not None:
                     return self._send(*scripted)
-                if payload.get("UnderlyingScrip") not in fake.known_ids:
+                scrip = payload.get("UnderlyingScrip")
+                if scrip not in fake.known_ids or fake.segments.get(scrip, payload.get("UnderlyingSeg")) != payload.get(
+                    "UnderlyingSeg"
+                ):
                     return self._send(400, ERRORS["invalid_security_813"]["body"])
                 if self.path.endswith("/optionchain/expirylist"):
                     return self._send(200, fake.expiries)
@@ -126,6 +132,11 @@ class FakeDhan:
         self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def add_underlying(self, security_id: int, segment: str) -> None:
+        """Make `security_id` a known underlying, answered only when asked with `segment` (a stock: NSE_EQ)."""
+        self.known_ids.add(security_id)
+        self.segments[security_id] = segment
 
     def chain_calls(self) -> list[tuple[float, str, dict]]:
         with self.lock:
