@@ -42,6 +42,7 @@ def main() -> None:
             "OI_NOW": f"{DAY.isoformat()}T14:45:20+05:30",
             "OI_EXPIRIES_PER_SYMBOL": "2",
             "OI_SYMBOLS": "NIFTY,BANKNIFTY",
+            "OI_FEED": "off",  # a recorded session, not a streaming one: no "REST, every N s" beside the time
         }
     )
     app = create_app(config, store=store)
