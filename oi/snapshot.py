@@ -98,7 +98,9 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
     skipped: list[str] = []  # unreadable history documents: left out (and named) rather than failing the night
     for symbol in symbols:
         stored = store.expiries(symbol)
-        listed = stored[0] if stored else None
+        # A list fetched after that day has dropped the expiries that have expired since: re-rendering an older
+        # session asks which expiries it holds data of instead.
+        listed = stored[0] if stored and stored[1] <= day else store.history_expiries(symbol, day) or None
         wanted = session.nearest_expiries(listed or [], day, expiries_per_symbol)
         loaded = {e: store.history(symbol, e, day, skipped=skipped) for e in wanted}
         if not any(loaded.values()):

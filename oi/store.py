@@ -195,6 +195,13 @@ class Store:
                     days.append(datetime.strptime(name[len(prefix) :], "%Y%m%d").date())
         return sorted(days)
 
+    def history_expiries(self, symbol: str, day: date) -> list[str]:
+        """The expiries `symbol` has snapshots of on `day`: that session's own list, which a later expiry list no
+        longer shows once they have expired."""
+        with self._thread_lock:
+            docs = list(self.db[history_collection(day)].find({"symbol": symbol}, {"expiry": 1}))
+        return sorted({d["expiry"] for d in docs})
+
     def last_spot_before(self, symbol: str, day: date) -> float | None:
         """The last spot stored for `symbol` in the newest session before `day`: the previous close, as we saw it."""
         earlier = [d for d in self.history_days() if d < day]

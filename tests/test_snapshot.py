@@ -144,3 +144,16 @@ def test_two_expiries_add_a_combined_dataset_and_greeks_load_apart(store, tmp_pa
         lv = analytics.levels(chains[i], analytics.interval_changes(chains[i], ref))
         assert main["levels_interval"][str(minutes)][i] == [lv["support_by_interval"], lv["resistance_by_interval"]]
     assert main["levels_interval"]["5"][3] == [None, None]  # nothing five minutes before 14:53
+
+
+def test_an_older_session_keeps_its_own_expiries_after_the_list_moved_on(store):
+    # The 23rd's nearest expiry is the 23rd itself; the list saved on the 25th no longer has it. Re-rendering the
+    # 23rd (a backfill, the day picker's older days) must still show the 23rd's session, not the next expiry.
+    from datetime import date
+
+    record_session(store, symbols=("NIFTY",), day=DAY, expiries=2)
+    first = {d.expiry for d in snapshot.collect(store, ("NIFTY",), 2, DAY)}
+    record_session(store, symbols=("NIFTY",), day=date(2026, 11, 25), seed=25, expiries=2)
+    assert DAY.isoformat() not in store.expiries("NIFTY")[0]  # the list moved on
+    assert {d.expiry for d in snapshot.collect(store, ("NIFTY",), 2, DAY)} == first
+    assert DAY.isoformat() in first

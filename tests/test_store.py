@@ -53,6 +53,14 @@ def test_latest_is_one_document_per_symbol_expiry(backend):
     assert backend.latest("NIFTY", "2099-01-01") is None
 
 
+def test_history_expiries_are_the_ones_a_day_holds(backend):
+    backend.save_chain(chain(expiry="2026-11-24"))
+    backend.save_chain(chain(expiry="2026-12-01", at=T0 + timedelta(minutes=1)))
+    backend.save_chain(chain(symbol="BANKNIFTY", expiry="2026-11-25"))
+    assert backend.history_expiries("NIFTY", T0.date()) == ["2026-11-24", "2026-12-01"]
+    assert backend.history_expiries("NIFTY", T0.date() + timedelta(days=1)) == []
+
+
 def test_history_keeps_first_snapshot_of_each_minute(backend):
     grew = [backend.save_chain(chain(oi=i, at=T0 + timedelta(seconds=20 * i))) for i in range(7)]
     # 09:15:03, :23, :43 → minute 09:15; 09:16:03, :23, :43 → 09:16; 09:17:03 → 09:17
