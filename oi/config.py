@@ -302,6 +302,8 @@ class Config:
     data_dir: Path = setting("OI_DATA_DIR", Path("var"), data_dir)  # noqa: RUF009
     # history older than this many days is dropped (prune job; TTL index on MongoDB)
     retention_days: int = setting("OI_RETENTION_DAYS", 30, number(1, 3650, int))
+    # Day over day (oi/closes.py): how many earlier sessions' closing OI the page can compare with
+    compare_sessions: int = setting("OI_COMPARE_SESSIONS", 20, number(0, 250, int))
     # OI alert rules, TOML (oi/alerts/); every rule is checked by from_env, so a bad one stops start-up
     alerts_file: Path | None = setting("OI_ALERTS_FILE", None, optional_path)  # noqa: RUF009
     # Clock and calendar

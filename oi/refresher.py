@@ -120,6 +120,11 @@ class Refresher:
         """Whether a chain of `when` belongs in the day's history and replay (a 09:14:50 pre-open one does not)."""
         return self.source.name == "demo" or self.calendar.is_open(when)
 
+    def take_lease(self) -> bool:
+        """Take (or renew) the refresher lease now: background jobs only one process should run (retention, day
+        over day) call this first, as the refresher's own tick may not have run yet."""
+        return self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl)
+
     def is_leader(self) -> bool:
         return self.store.lease_holder(LEASE, self.timer()) == self.holder
 
@@ -380,7 +385,7 @@ class Refresher:
         """Drop history days older than `keep_days` (and keep MongoDB's TTL index in step), if this process holds
         the refresher lease: one process prunes, the others skip. Never raises; returns the days dropped."""
         try:
-            if not self.store.acquire_lease(LEASE, self.holder, self.timer(), self.lease_ttl):
+            if not self.take_lease():
                 return []
             dropped = self.store.prune(self.clock().astimezone(IST).date(), keep_days)
             self.store.ensure_ttl(keep_days)

@@ -8,13 +8,16 @@ oi serve`` and gunicorn's workers call it), so a test client never spawns thread
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from oi import closes
 from oi.alerts import Alerts, load_rules
+from oi.analytics import COMBINED
 from oi.breadth import build_master
 from oi.breadth import resolve as resolve_symbols
 from oi.config import Config
@@ -118,6 +121,23 @@ def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: 
     )
 
 
+def build_archive(config: Config, source: Source, calendar: MarketCalendar) -> closes.Archive | None:
+    """Where day over day reads a session the store no longer has: the published archive when a bucket is configured
+    (boto3 loaded only when a day is missing, :class:`oi.closes.LazyArchive`), else the demo's own market."""
+    from oi.archive import DemoArchive, S3Archive
+
+    bucket = config.archive_bucket or config.s3_bucket
+    if not bucket:
+        return DemoArchive(source, calendar) if getattr(source, "name", "") == "demo" else None
+
+    def s3() -> S3Archive:
+        from oi.s3 import make_client
+
+        return S3Archive(make_client(config), bucket)
+
+    return closes.LazyArchive(s3)
+
+
 class _SkippedTicks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "maximum number of running instances" not in record.getMessage()
@@ -166,7 +186,11 @@ class Service:
             config.lot_sizes,
             self.refresher.in_session,
             kinds=self.breadth.kinds,
+            compare_sessions=config.compare_sessions,
         )
+        self.archive = build_archive(config, self.source, self.calendar)
+        self._no_close: set[str] = set()  # (symbol, expiry, day) the archive did not have: asked once per process
+        self._close_pairs: list[tuple[str, str]] = []  # the expiries the closes were last recorded for
         self.refresher.on_publish = self.views.put  # the feed's ticks reach this process's viewers at once
         self.scheduler: BackgroundScheduler | None = None
         # /healthz reads its cached state, never the store (oi/store_monitor.py); unstarted, it checks inline.
@@ -217,6 +241,11 @@ class Service:
         else:
             self.store_down = self.refresher.store_down
             self.alerts.after_sync(self.views, changed, self.refresher.is_leader, today)  # never raises
+            if changed and self._followed() != self._close_pairs and self.scheduler is not None:
+                # A new expiry (a fresh store's first refresh, a roll-over): its earlier sessions now, not in 5 min.
+                self._close_pairs = self._followed()
+                with contextlib.suppress(Exception):  # shutting down: the job is gone
+                    self.scheduler.modify_job("closes", next_run_time=datetime.now(IST))
 
     def start(self) -> None:
         """Start the background work (:meth:`schedule`) in a scheduler thread. Idempotent."""
@@ -251,6 +280,9 @@ class Service:
             misfire_grace_time=3600,
             **once,
         )
+        # Day over day: cheap when nothing is missing (one read of the closes' ids); every few minutes, so a fresh
+        # store's first expiries get their earlier sessions soon after the first refresh.
+        scheduler.add_job(self.record_closes, "interval", minutes=5, id="closes", misfire_grace_time=None, **once)
         if self.token_watch is not None:
             scheduler.add_job(
                 self.token_watch.run,
@@ -261,6 +293,27 @@ class Service:
                 **once,
             )
         return scheduler
+
+    def record_closes(self) -> closes.Recorded | None:
+        """Store the closes of the earlier sessions the page can compare with (:func:`oi.closes.record`), in the
+        lease holder only. Never raises."""
+        if not self.config.compare_sessions:
+            return None
+        try:
+            if not self.refresher.take_lease():
+                return None
+            today = self.clock().astimezone(IST).date()
+            pairs = self._close_pairs = self._followed()
+            days = closes.earlier_sessions(self.calendar, today, self.config.compare_sessions)
+            done = closes.record(self.store, pairs, days, self.archive, skip=self._no_close)
+        except Exception:
+            log.warning("recording session closes failed; the next run retries", exc_info=True)
+            return None
+        self._no_close.update(done.missing)
+        return done
+
+    def _followed(self) -> list[tuple[str, str]]:
+        return [(s, e) for s, have in self.views.expiries.items() for e in have if e != COMBINED]
 
     def close(self) -> None:
         """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""

@@ -28,14 +28,15 @@ import io
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from oi import analytics, security, session
+from oi import analytics, archive, closes, security, session
 from oi.breadth import symbol_kind
+from oi.closes import SessionClose
 from oi.config import DEFAULT_LOT_SIZES
 from oi.history import Series
 from oi.market.calendar import CLOSE, IST
@@ -86,6 +87,21 @@ class Dataset:
     expiry: str  # or analytics.COMBINED: the symbol's expiries summed, minute by minute
     chains: list[OptionChain]  # the session's per-minute history, oldest first
     prev_close: float = 0.0  # the underlying's previous close, 0 when unknown
+    closes: list[SessionClose] = field(default_factory=list)  # earlier sessions' closes, for day over day
+
+
+def attach_closes(store: Store, datasets: list[Dataset], day: date, count: int) -> None:
+    """Give every dataset the closes of the `count` sessions before `day` (:mod:`oi.closes`), as the live page's
+    /api/closes would; the combined dataset sums its expiries' on the days they all have."""
+    stored = closes.load(store)
+    parts: dict[str, list[list[SessionClose]]] = {}
+    for ds in datasets:
+        if ds.expiry != analytics.COMBINED:
+            ds.closes = closes.before(stored.get((ds.symbol, ds.expiry), []), day, count)
+            parts.setdefault(ds.symbol, []).append(ds.closes)
+    for ds in datasets:
+        if ds.expiry == analytics.COMBINED:
+            ds.closes = closes.combine(parts.get(ds.symbol, []))
 
 
 def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:
@@ -198,6 +214,7 @@ def encode(ds: Dataset, around: int, lot_size: int | None = None) -> dict:
         "strikes": [analytics.json_number(k) for k in strikes],
         "scale": {name: 10**places for name, _, places in COLUMNS + DETAIL_COLUMNS},
         "columns": columns,
+        "closes": [c.as_json(set(strikes)) for c in ds.closes],  # the rows the page can show, and the totals
     }
 
 
@@ -285,9 +302,8 @@ def render_site(
             _write(out / detail_files[key], script)
         if ds.expiry == analytics.COMBINED:
             continue  # derived from the others: nothing to archive
-        archive_key = f"archive/{day.isoformat()}/{ds.symbol}_{ds.expiry}.jsonl.gz"
-        archives[key] = archive_key
-        _write(out / archive_key, archive_bytes(ds))
+        archives[key] = archive.archive_key(ds.symbol, ds.expiry, day)
+        _write(out / archives[key], archive_bytes(ds))
 
     newest = max((ds.chains[-1].as_of for ds in datasets), default=None)
     as_of = f"{newest.astimezone(IST):%H:%M} IST, {day:%d %b %Y}" if newest else day.isoformat()

@@ -226,7 +226,13 @@ class Store:
             expired = [d["_id"] for d in self.db.latest.find({"expiry": {"$lt": cutoff.isoformat()}}, {"_id": 1})]
             for key in expired:
                 self.db.latest.delete_one({"_id": key})
-            if expired:
+            # Session closes (oi/closes.py) outlive their history: they go with their expiry, like `latest`.
+            closed = [d["_id"] for d in self.db.closes.find({"expiry": {"$lt": cutoff.isoformat()}}, {"_id": 1})]
+            for key in closed:
+                self.db.closes.delete_one({"_id": key})
+            if closed:
+                self.db.meta.update_one({"_id": "version"}, {"$inc": {"closes": 1}}, upsert=True)
+            if expired or closed:
                 self._bump_version()
         return dropped
 
@@ -275,6 +281,27 @@ class Store:
         with self._thread_lock:
             doc = self.db.meta.find_one({"_id": "version"})
         return int(doc.get("events", 0)) if doc else 0
+
+    # --- session closes (oi/closes.py): one small document per (symbol, expiry, day) --------------------------
+    def save_close(self, doc: dict) -> None:
+        """Store a session close under its ``_id``; moves the closes counter so every process re-reads them."""
+        with self._atomic():
+            self.db.closes.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
+            self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1, "closes": 1}}, upsert=True)
+
+    def closes(self) -> list[dict]:
+        with self._thread_lock:
+            return list(self.db.closes.find({}))
+
+    def close_ids(self) -> set[str]:
+        with self._thread_lock:
+            return {d["_id"] for d in self.db.closes.find({}, {"_id": 1})}
+
+    def closes_stamp(self) -> int:
+        """A counter that moves with every stored close: a process re-reads the closes only when it moved."""
+        with self._thread_lock:
+            doc = self.db.meta.find_one({"_id": "version"})
+        return int(doc.get("closes", 0)) if doc else 0
 
     # --- expiry lists -------------------------------------------------------------------------------------------
     def save_expiries(self, symbol: str, expiries: list[str], fetched_on: date) -> None:

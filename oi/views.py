@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from oi import analytics, session
+from oi import analytics, closes, session
 from oi.analytics import COMBINED
 from oi.breadth import symbol_kind
 from oi.history import Series
@@ -91,6 +91,10 @@ class ViewCache:
     series: dict[tuple[str, str], Series] = field(default_factory=dict)  # the current session, per expiry
     symbols_json: bytes = b'{"symbols":[]}'
     status: RefreshStatus = field(default_factory=RefreshStatus)  # the lease holder's, as last synced
+    compare_sessions: int = 20  # day over day: earlier sessions' closes served per expiry (OI_COMPARE_SESSIONS)
+    earlier: dict[tuple[str, str], list[closes.SessionClose]] = field(default_factory=dict)  # sessions' closes
+    _closes_stamp: tuple[int, date | None] = (-1, None)
+    _closes_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)
     _prev_close: dict[tuple[str, date], float] = field(default_factory=dict)
     _at_views: OrderedDict = field(default_factory=OrderedDict)
     _history: dict[tuple[str, str], tuple[int, Series, bytes]] = field(default_factory=dict)
@@ -138,7 +142,39 @@ class ViewCache:
         )
         self.status = RefreshStatus.from_doc(self.store.status())
         self.views, self.series, self.expiries, self.version = views, series, expiries, version
+        self._sync_closes(today)
         return True
+
+    def _sync_closes(self, today: date) -> None:
+        """Re-read the session closes when one was stored (or the day turned): rarely, a few a day."""
+        stamp = (self.store.closes_stamp(), today)
+        if stamp == self._closes_stamp and all(key in self.earlier for key in self._followed()):
+            return
+        stored = closes.load(self.store)
+        found: dict[tuple[str, str], list[closes.SessionClose]] = {}
+        for symbol, have in self.expiries.items():
+            parts = [e for e in have if e != COMBINED]
+            for expiry in parts:
+                found[(symbol, expiry)] = closes.before(stored.get((symbol, expiry), []), today, self.compare_sessions)
+            if len(parts) > 1:
+                found[(symbol, COMBINED)] = closes.combine([found[(symbol, e)] for e in parts])
+        self.earlier, self._closes_bodies, self._closes_stamp = found, {}, stamp
+
+    def _followed(self) -> list[tuple[str, str]]:
+        return [(s, e) for s, have in self.expiries.items() for e in have]
+
+    def closes_body(self, symbol: str, expiry: str | None) -> bytes | None:
+        """Earlier sessions' closing OI for (symbol, expiry) as /api/closes answers, oldest first; None if that
+        expiry is not followed."""
+        expiry = self.resolve_expiry(symbol, expiry)
+        if expiry is None:
+            return None
+        key = (symbol, expiry)
+        body = self._closes_bodies.get(key)
+        if body is None:
+            sessions = [c.as_json() for c in self.earlier.get(key, [])]
+            body = self._closes_bodies[key] = dumps({"symbol": symbol, "expiry": expiry, "sessions": sessions})
+        return body
 
     def put(self, chains: list[OptionChain]) -> None:
         """Serve these chains at once in this process (the market feed's lease holder publishing ticks), ahead of

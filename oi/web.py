@@ -212,6 +212,21 @@ def api_history() -> Response:
     return _cached(rt, body, lambda: body, slow=True, quick=since is not None)
 
 
+@bp.get("/api/closes")
+def api_closes() -> Response:
+    """Day over day: each earlier session's closing OI (and LTP) per strike, oldest first; the page diffs the
+    current view against the one the reader picks."""
+    rt = _rt()
+    symbol = _symbol(rt)
+    expiry = _expiry()
+    body = rt.views.closes_body(symbol, expiry)
+    if body is None:
+        if rt.views.get(symbol, None) is None:
+            return _warming_up(rt, symbol)
+        raise ApiError(f"no data for {symbol} expiry {expiry}", 404)
+    return _cached(rt, body, lambda: body, slow=True)  # new closes arrive a few times a day
+
+
 @bp.get("/api/strikes")
 def api_strikes() -> Response:
     """OI and LTP through the session of a few strikes' CE and PE legs (the page's "chosen strikes" chart)."""

@@ -44,6 +44,11 @@
     historyKey: null,
     picked: null,
     pickedKey: null,
+    vs: null, // day over day: the earlier session (YYYY-MM-DD) whose close the OI is compared with
+    closes: null, // the earlier sessions' closes for this expiry, oldest first
+    closesKey: null,
+    closesAt: 0,
+    askedVs: null, // a day the URL asked to compare with: said on the page if no close of it is stored
     timer: null,
     playTimer: null,
     inflight: false,
@@ -76,6 +81,9 @@
     },
     async strikes(symbol, expiry, strikes) {
       return getJson("api/strikes", { symbol, expiry, strikes: strikes.join(",") });
+    },
+    async closes(symbol, expiry) {
+      return getJson("api/closes", { symbol, expiry });
     },
   };
   const provider = STATIC && window.OI_SNAPSHOT ? window.OI_SNAPSHOT.provider(cfg) : live;
@@ -132,6 +140,9 @@
     const days = Math.round((d - new Date(sessionDay() + "T00:00:00Z")) / 864e5);
     return e.slice(8, 10) + " " + MONTHS[d.getUTCMonth()] + " (" + DAYS[d.getUTCDay()] + ") · " + (days === 0 ? "expires today" : days + " d");
   }
+  // "26 Nov", and "Thu 26 Nov 2026" where there is room: a session's day.
+  const dayShort = (day) => day.slice(8, 10) + " " + MONTHS[Number(day.slice(5, 7)) - 1];
+  const dayLong = (day) => DAYS[new Date(day + "T00:00:00Z").getUTCDay()] + " " + dayShort(day) + " " + day.slice(0, 4);
   function pad(lo, hi, frac) {
     if (none(lo) || none(hi)) return [0, 1];
     const room = Math.max((hi - lo) * 0.1, Math.abs(hi) * frac);
@@ -145,7 +156,7 @@
 
   // --- the URL: every view is shareable ------------------------------------------------------------------------
   // The snapshot reads the query or the hash (file:// and S3 both keep either); it writes the hash.
-  const URL_KEYS = ["symbol", "expiry", "strikes", "interval", "from", "to", "units", "greeks", "quotes", "cols", "at", "pick"];
+  const URL_KEYS = ["symbol", "expiry", "strikes", "interval", "from", "to", "units", "greeks", "quotes", "cols", "at", "pick", "vs"];
   function readUrl() {
     const q = new URLSearchParams(location.search);
     const h = new URLSearchParams(location.hash.replace(/^#/, ""));
@@ -172,6 +183,7 @@
     if (state.allcols) q.set("cols", "all");
     if (state.at) q.set("at", state.at);
     if (state.picks.length) q.set("pick", state.picks.join(","));
+    if (state.vs) q.set("vs", state.vs);
     const text = q.toString();
     const url = STATIC ? location.pathname + location.search + "#" + text : location.pathname + "?" + text;
     if (location.href.endsWith(STATIC ? "#" + text : "?" + text)) return;
@@ -210,6 +222,7 @@
     straddle: "chart-straddle",
     smile: "chart-smile",
     picked: "chart-picked",
+    sessions: "chart-sessions",
   };
   const charts = {
     live: {}, // name → uPlot; also charts[name], for tests and scripts
@@ -453,6 +466,68 @@
         ], (v) => v.toFixed(1), (v) => nf0.format(v))
       );
       charts.updatePicked(c, dayKey);
+      charts.updateSessions(c, d);
+    },
+    // Day over day: OI at each earlier session's close and now (or at the replayed minute), for the chosen strikes —
+    // the ATM strike when none is chosen. One point per session; the compared-with session is marked.
+    updateSessions(c, d) {
+      const box = $("sessions-box");
+      const list = state.closes || [];
+      box.hidden = !list.length;
+      if (box.hidden) {
+        if (charts.live.sessions) charts.live.sessions.destroy();
+        delete charts.live.sessions;
+        charts.sessions = null;
+        return;
+      }
+      const strikes = state.picks.length ? state.picks : [d.atm];
+      const n = list.length;
+      const xs = list.map((_, i) => i).concat([n]);
+      const last = state.at ? hhmm(d.as_of) : STATIC ? dayShort(sessionDay()) : "Now";
+      const labels = list.map((s) => dayShort(s.day)).concat([last]);
+      const now = new Map(d.strikes.map((s) => [s.strike, s]));
+      const data = [xs];
+      const series = [];
+      strikes.forEach((k, i) => {
+        for (const side of ["ce", "pe"]) {
+          const vals = list.map((s) => {
+            const j = s.strikes.indexOf(k);
+            return j < 0 ? null : inUnits(s[side + "_oi"][j]);
+          });
+          vals.push(now.has(k) ? inUnits(now.get(k)[side].oi) : null);
+          data.push(vals);
+          const color = side === "ce" ? c.ce : c.pe;
+          series.push({
+            label: strikeText(k) + " " + side.toUpperCase(),
+            stroke: color,
+            width: 2,
+            dash: i % 2 ? [6, 3] : undefined,
+            points: { show: true, size: 7, fill: color },
+            value: (u, v) => indian(v, 2),
+          });
+        }
+      });
+      const vs = list.findIndex((s) => s.day === state.vs);
+      charts.marks.sessions = vs < 0 ? [] : [[vs, c.accent, "vs " + dayShort(state.vs)]];
+      setText($("chart-sessions-title"), "OI at each session's close: " + strikes.map(strikeText).join(", ") + (lot() ? " (lots)" : ""));
+      const key = state.units + "|" + document.documentElement.dataset.theme + "|" + labels.join(",") + "|" + strikes.join(",");
+      charts.put("sessions", data, key, (el) =>
+        Object.assign(charts.base(el, 200, c, "sessions"), {
+          scales: { x: { time: false, range: [-0.5, n + 0.5] }, y: { range: (u, lo, hi) => pad(lo, hi, 0.05) } },
+          axes: [
+            // Every session gets a tick; on a narrow chart only every k-th is labelled (and always the last).
+            charts.axis(c, {
+              splits: () => xs,
+              values: (u, t) => {
+                const every = Math.max(1, Math.ceil((xs.length * 52) / Math.max(1, u.bbox.width / devicePixelRatio)));
+                return t.map((v) => ((n - v) % every === 0 ? labels[v] : ""));
+              },
+            }),
+            charts.axis(c, { size: 64, values: (u, t) => t.map(axisQty) }),
+          ],
+          series: [{ label: "Session", value: (u, v) => (none(v) ? dash : labels[v]) }, ...series],
+        })
+      );
     },
     // OI through the session of the strikes clicked in the chain: one line per strike and leg.
     updatePicked(c, dayKey) {
@@ -602,10 +677,11 @@
     const iv = !none(d.interval);
     const label = d.window ? "Chg " + d.window : "Chg " + d.interval + "m";
     const cols = [["oi", "OI", "Open interest", (l) => qty(l.oi), null, true]];
-    cols.push(["oi_change", "Chg OI", "Change in OI since the previous session", (l) => signedQty(l.oi_change), (l) => trend(l.oi_change), !iv]);
+    cols.push(["oi_change", "Chg OI", "Change in OI since the previous session", (l) => signedQty(l.oi_change), (l) => trend(l.oi_change), !iv && !d.vs]);
+    if (d.vs) cols.push(["oi_vs", "Δ " + dayShort(d.vs), "Change in OI since the close of " + dayLong(d.vs), (l) => signedQty(l.oi_vs), (l) => trend(l.oi_vs), true]);
     if (iv) {
       const title = d.window ? "Change in OI from " + d.window : "Change in OI over the last " + d.interval + " minutes";
-      cols.push(["oi_change_interval", label, title, (l) => signedQty(l.oi_change_interval), (l) => trend(l.oi_change_interval), true]);
+      cols.push(["oi_change_interval", label, title, (l) => signedQty(l.oi_change_interval), (l) => trend(l.oi_change_interval), !d.vs]);
       cols.push(["buildup", "B/U", "Build-up over the interval: LB, SB, SC, LU (see the note below the charts)", (l) => buildup(d, l), () => "bu"]);
     }
     cols.push(["volume", "Volume", "Volume today", (l) => qty(l.volume)]);
@@ -732,10 +808,14 @@
       total.ce.oi_change_interval = t.ce_oi_change_interval;
       total.pe.oi_change_interval = t.pe_oi_change_interval;
     }
+    if (d.vs) {
+      total.ce.oi_vs = t.ce_oi_vs;
+      total.pe.oi_vs = t.pe_oi_vs;
+    }
     const footCells = (side) =>
       cols.map((c) => {
         const l = total[side];
-        const shown = ["oi", "oi_change", "oi_change_interval"].includes(c[0]);
+        const shown = ["oi", "oi_change", "oi_change_interval", "oi_vs"].includes(c[0]);
         return cell(shown ? c[3](l) : "", (side === "ce" ? "c " : "p ") + (shown && c[4] ? c[4](l) : "") + x(c));
       });
     const foot = document.createElement("tr");
@@ -746,6 +826,7 @@
       (lot() ? "OI and volume in lots of " + lot() + "." : "OI and volume in units (lots × lot size), Indian grouping.") +
         " Change in OI is against the previous session" +
         (d.window ? ", and from " + d.window : none(d.interval) ? "" : ", and over the last " + d.interval + " minutes") +
+        (d.vs ? "; Δ " + dayShort(d.vs) + " is against the close of " + dayLong(d.vs) : "") +
         ". Support = strike with the most put OI, resistance = the most call OI. Totals are over every strike." +
         (d.combined ? " Combined view: OI summed over the expiries; prices, IV and Greeks do not add up, so they show —." : "")
     );
@@ -783,8 +864,33 @@
     fillSelect($("window-to"), minutes, state.to, label2);
   }
 
+  // Day over day on the table: OI now (or at the replayed minute) minus OI at the chosen session's close, per leg
+  // (null where that session had no such strike) and in total (both over every strike of the chain).
+  function applyVs(d) {
+    const close = (state.vs && (state.closes || []).find((s) => s.day === state.vs)) || null;
+    d.vs = close ? close.day : null;
+    if (!close) return;
+    const at = new Map(close.strikes.map((k, j) => [k, j]));
+    for (const s of d.strikes) {
+      const j = at.get(s.strike);
+      s.ce.oi_vs = j === undefined ? null : s.ce.oi - close.ce_oi[j];
+      s.pe.oi_vs = j === undefined ? null : s.pe.oi - close.pe_oi[j];
+    }
+    d.totals.ce_oi_vs = d.totals.ce_oi - close.ce_oi_total;
+    d.totals.pe_oi_vs = d.totals.pe_oi - close.pe_oi_total;
+  }
+
+  function fillVs() {
+    const list = (state.closes || []).map((s) => s.day).reverse(); // newest first
+    if (state.vs && !list.includes(state.vs)) state.vs = null; // another expiry, or a session no longer kept
+    $("vs-box").hidden = !list.length;
+    fillSelect($("vs"), [""].concat(list), state.vs || "", (day) => (day ? DAYS[new Date(day + "T00:00:00Z").getUTCDay()] + " " + dayShort(day) : "—"));
+  }
+
   function render(d) {
     state.last = d;
+    applyVs(d);
+    fillVs();
     renderStatus(d);
     renderReplay(d);
     renderSummary(d);
@@ -893,6 +999,24 @@
     }
   }
 
+  // Day over day: the earlier sessions' closes for this expiry (/api/closes, or the snapshot's dataset). They change
+  // a few times a day at most: read again when the expiry changes and, live, every ten minutes.
+  async function loadCloses() {
+    const key = state.symbol + "|" + state.expiry;
+    if (key === state.closesKey && (STATIC || Date.now() - state.closesAt < 600000)) return;
+    try {
+      state.closes = (await provider.closes(state.symbol, state.expiry)).sessions || [];
+    } catch (e) {
+      state.closes = []; // none stored yet: the comparison and its chart stay hidden
+    }
+    state.closesKey = key;
+    state.closesAt = Date.now();
+    if (state.askedVs && !state.closes.some((s) => s.day === state.askedVs)) {
+      notice("No stored close for " + state.askedVs + " on this expiry: showing the change since the previous session.");
+    }
+    state.askedVs = null;
+  }
+
   // The custom window: two as-of views, diffed here per strike and leg and in total.
   async function windowView(q) {
     const [a, b] = [state.from, state.to].sort((x, y) => Date.parse(x) - Date.parse(y));
@@ -944,6 +1068,7 @@
       } else d = await provider.oi(q);
       if (!state.at) await loadHistory(d);
       await loadPicked();
+      await loadCloses();
       performance.mark("oi:response"); // every answer of this poll is in: from here on it is the page's time
       render(d);
       renderEvents();
@@ -1181,6 +1306,7 @@
     if (u.quotes !== undefined) state.quotes = u.quotes === "1";
     if (u.cols !== undefined) state.allcols = u.cols === "all";
     if (u.at && !isNaN(Date.parse(u.at))) state.at = u.at;
+    if (u.vs && /^\d{4}-\d{2}-\d{2}$/.test(u.vs)) state.vs = state.askedVs = u.vs;
     if (u.pick) state.picks = u.pick.split(",").map(Number).filter((k) => k > 0).slice(0, 4);
   }
 
@@ -1256,6 +1382,10 @@
         state.to = $("window-to").value;
         refresh();
       });
+    $("vs").addEventListener("change", (e) => {
+      state.vs = e.target.value || null;
+      if (state.last) render(state.last); // the closes are in hand: no need to ask the server again
+    });
     $("csv").addEventListener("click", downloadCsv);
     const pick = (e) => {
       const cellEl = e.target.closest("#rows th.strike");

@@ -214,6 +214,13 @@
           if (q.detail && entry.detail) await loadScript(key(entry.symbol, entry.expiry) + "|detail", entry.detail);
           return view(d, q);
         },
+        // As /api/closes: the earlier sessions' closing OI, carried in the dataset by upload.py.
+        async closes(symbol, expiry) {
+          const entry = find(symbol, expiry);
+          if (!entry) throw new Error("no data for " + symbol);
+          const d = await load(entry);
+          return { symbol, expiry: d.expiry, sessions: d.closes || [] };
+        },
         archive(symbol, expiry) {
           const entry = find(symbol, expiry);
           return entry ? entry.archive : null;

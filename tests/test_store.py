@@ -176,3 +176,23 @@ def test_prune_drops_old_event_days(backend):
     backend.prune(T0.date(), keep_days=30)
     assert len(backend.events(T0.date())) == 1
     assert backend.events(T0.date() - timedelta(days=40)) == []
+
+
+def close_doc(expiry: str, day: str, oi: int) -> dict:
+    return {"_id": f"NIFTY|{expiry}|{day}", "symbol": "NIFTY", "expiry": expiry, "day": day, "ce_oi": [oi]}
+
+
+def test_session_closes_are_kept_per_id_and_go_with_their_expiry(backend):
+    stamp = backend.closes_stamp()
+    backend.save_close(close_doc("2026-10-20", "2026-10-19", 1))
+    backend.save_close(close_doc("2026-11-24", "2026-10-01", 2))
+    backend.save_close(close_doc("2026-11-24", "2026-10-01", 3))  # the same session again: replaced, not added
+    assert backend.closes_stamp() > stamp  # other processes re-read them
+    assert backend.close_ids() == {"NIFTY|2026-10-20|2026-10-19", "NIFTY|2026-11-24|2026-10-01"}
+    assert sorted(d["ce_oi"][0] for d in backend.closes()) == [1, 3]
+    # History is dropped after the retention; a close outlives it (the 1 Oct one), until its expiry is as old.
+    backend.save_chain(chain(at=T0 - timedelta(days=40)))
+    stamp = backend.closes_stamp()
+    backend.prune(T0.date(), keep_days=30)  # cutoff 2026-10-24
+    assert backend.close_ids() == {"NIFTY|2026-11-24|2026-10-01"}
+    assert backend.closes_stamp() > stamp

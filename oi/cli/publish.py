@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from oi import alerts, snapshot
+from oi import alerts, closes, snapshot
+from oi.analytics import COMBINED
 from oi.breadth import build_master
 from oi.breadth import resolve as resolve_symbols
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
@@ -79,6 +80,8 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
         raise Failure(f"nothing to render: no data for the session of {day}")
     for problem in missing + late:
         log.warning("%s", problem)
+    archive = _archive(svc, config, publishing)
+    _add_closes(store, datasets, day, config, archive)
 
     archive_separate = bool(config.archive_bucket) and config.archive_bucket != config.s3_bucket
     archive_base = (
@@ -139,6 +142,40 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
     click.echo(plan.summary())
     log.info("session %s %s s3://%s", day, "checked against" if dry_run else "published to", config.s3_bucket)
     return OK
+
+
+def _archive(svc: Services, config, publishing: bool) -> closes.Archive | None:
+    """Where the closes of sessions the store no longer has come from: the published archive when publishing (boto3
+    is loaded anyway), the demo's own market for a demo store."""
+    if publishing:
+        from oi.archive import S3Archive
+        from oi.s3 import make_client
+
+        def s3() -> S3Archive:
+            return S3Archive(svc.s3 or make_client(config), config.archive_bucket or config.s3_bucket)
+
+        return closes.LazyArchive(s3)
+    if config.source == "demo":
+        from oi.archive import DemoArchive
+        from oi.service import build_source
+
+        calendar = calendar_from_config(config)
+        return DemoArchive(build_source(config, calendar), calendar)
+    return None
+
+
+def _add_closes(store, datasets: list, day: date, config, archive: closes.Archive | None) -> None:
+    """Day over day in the snapshot: record the earlier sessions' closes it needs, then give them to the datasets.
+    A failure here costs the page its comparisons, never the night's publication."""
+    if not config.compare_sessions:
+        return
+    pairs = [(ds.symbol, ds.expiry) for ds in datasets if ds.expiry != COMBINED]
+    days = closes.earlier_sessions(calendar_from_config(config), day, config.compare_sessions)
+    try:
+        closes.record(store, pairs, days, archive)
+        snapshot.attach_closes(store, datasets, day, config.compare_sessions)
+    except STORE_ERRORS:
+        log.warning("could not read the earlier sessions' closes: the snapshot has no day over day", exc_info=True)
 
 
 def _kept(days: list[str], day: date, keep_days: int) -> list[str]:

@@ -1,0 +1,250 @@
+"""Day over day: each session's closing OI per (symbol, expiry), so the page can compare now with any earlier session.
+
+A session's close is its last in-session frame, cut down to what a comparison needs (per strike: CE and PE OI) —
+about 2 KB against the ~12 KB of a frame and the ~375 frames of a day. Closes live in the store's ``closes``
+collection, one document per (symbol, expiry, day), and outlive the history they were cut from: history is dropped
+after ``OI_RETENTION_DAYS``, a close only that long after its expiry has passed.
+
+:func:`record` fills in the closes the page may ask for (the last ``OI_COMPARE_SESSIONS`` trading days of every
+followed expiry). It cuts each from the store's history while the store still has that day; after that, or when
+the store was lost, it reads the day from the published archive (:class:`oi.archive.S3Archive`), and the demo
+replays its own market (:class:`oi.archive.DemoArchive`). The lease holder runs it at start-up and after the close,
+and ``upload.py`` before it renders, so the snapshot carries the same closes as the live page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+from oi import analytics
+from oi.market.calendar import IST, MarketCalendar
+from oi.market.model import OptionChain
+from oi.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Archive(Protocol):
+    """Where a session's frames are kept after the store lets go of them."""
+
+    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
+        """The last frame of (symbol, expiry) on `day`, None if that day has none."""
+
+
+class LazyArchive:
+    """An archive built on first use: reading S3 means loading boto3 (~25 MB) into the live service, which only a
+    day missing from the store justifies."""
+
+    def __init__(self, build: Callable[[], Archive]) -> None:
+        self._build = build
+        self._archive: Archive | None = None
+
+    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
+        if self._archive is None:
+            self._archive = self._build()
+        return self._archive.close(symbol, expiry, day)
+
+
+@dataclass(frozen=True)
+class SessionClose:
+    symbol: str
+    expiry: str
+    day: date
+    as_of: datetime
+    spot: float
+    strikes: tuple[float, ...]
+    ce_oi: tuple[int, ...]
+    pe_oi: tuple[int, ...]
+
+    @property
+    def id(self) -> str:
+        return close_id(self.symbol, self.expiry, self.day)
+
+    @classmethod
+    def from_chain(cls, chain: OptionChain) -> SessionClose:
+        rows = chain.strikes
+        return cls(
+            chain.symbol,
+            chain.expiry,
+            chain.as_of.astimezone(IST).date(),
+            chain.as_of,
+            chain.spot,
+            tuple(s.strike for s in rows),
+            tuple(s.ce.oi for s in rows),
+            tuple(s.pe.oi for s in rows),
+        )
+
+    def to_doc(self) -> dict:
+        return {
+            "_id": self.id,
+            "symbol": self.symbol,
+            "expiry": self.expiry,
+            "day": self.day.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "spot": self.spot,
+            "strikes": list(self.strikes),
+            "ce_oi": list(self.ce_oi),
+            "pe_oi": list(self.pe_oi),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> SessionClose:
+        return cls(
+            doc["symbol"],
+            doc["expiry"],
+            date.fromisoformat(doc["day"]),
+            datetime.fromisoformat(doc["as_of"]),
+            float(doc["spot"]),
+            tuple(float(k) for k in doc["strikes"]),
+            tuple(int(v) for v in doc["ce_oi"]),
+            tuple(int(v) for v in doc["pe_oi"]),
+        )
+
+    def as_json(self, strikes: Collection[float] | None = None) -> dict:
+        """The shape /api/closes and the snapshot give the page: the totals over the whole chain, and per strike the
+        OI of `strikes` only (all by default; the snapshot keeps the strikes its page can show)."""
+        keep = [j for j, k in enumerate(self.strikes) if strikes is None or k in strikes]
+        return {
+            "day": self.day.isoformat(),
+            "as_of": self.as_of.astimezone(IST).isoformat(),
+            "spot": self.spot,
+            "ce_oi_total": sum(self.ce_oi),
+            "pe_oi_total": sum(self.pe_oi),
+            "strikes": [analytics.json_number(self.strikes[j]) for j in keep],
+            "ce_oi": [self.ce_oi[j] for j in keep],
+            "pe_oi": [self.pe_oi[j] for j in keep],
+        }
+
+
+def close_id(symbol: str, expiry: str, day: date) -> str:
+    return f"{symbol}|{expiry}|{day.isoformat()}"
+
+
+def combine(per_expiry: Sequence[Sequence[SessionClose]], expiry: str = analytics.COMBINED) -> list[SessionClose]:
+    """The combined expiries' closes: OI summed per strike on the days every expiry has a close (a day one of them
+    lacks would show as a drop in OI that never happened)."""
+    if not per_expiry:
+        return []
+    by_day = [{c.day: c for c in closes} for closes in per_expiry]
+    days = sorted(set.intersection(*(set(d) for d in by_day)))
+    out = []
+    for day in days:
+        parts = [d[day] for d in by_day]
+        ce: dict[float, int] = {}
+        pe: dict[float, int] = {}
+        for part in parts:
+            for k, c, p in zip(part.strikes, part.ce_oi, part.pe_oi, strict=True):
+                ce[k] = ce.get(k, 0) + c
+                pe[k] = pe.get(k, 0) + p
+        strikes = tuple(sorted(ce))
+        last = max(parts, key=lambda c: c.as_of)
+        out.append(
+            SessionClose(
+                last.symbol,
+                expiry,
+                day,
+                last.as_of,
+                last.spot,
+                strikes,
+                tuple(ce[k] for k in strikes),
+                tuple(pe[k] for k in strikes),
+            )
+        )
+    return out
+
+
+def earlier_sessions(calendar: MarketCalendar, today: date, count: int) -> list[date]:
+    """The `count` trading days before `today`, oldest first."""
+    days: list[date] = []
+    day = today
+    for _ in range(count * 2 + 30):  # weekends and holidays: never more than this many calendar days per session
+        if len(days) == count:
+            break
+        day -= timedelta(days=1)
+        if calendar.is_trading_day(day):
+            days.append(day)
+    return days[::-1]
+
+
+@dataclass
+class Recorded:
+    from_store: list[str] = field(default_factory=list)
+    from_archive: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # neither the store nor the archive has that day
+
+    def __bool__(self) -> bool:
+        return bool(self.from_store or self.from_archive)
+
+
+def record(
+    store: Store,
+    pairs: Iterable[tuple[str, str]],
+    days: Sequence[date],
+    archive: Archive | None = None,
+    skip: Iterable[str] = (),
+) -> Recorded:
+    """Store the close of every (symbol, expiry) in `pairs` on every day of `days` that the store does not hold a
+    close of yet: cut from the store's history when it still has that day, else read from `archive`. A day after
+    an expiry's own expiry date is skipped, and so are the ids in `skip` (days found missing before). Idempotent: a
+    second run reads and writes nothing."""
+    done = store.close_ids() | set(skip)
+    in_store = set(store.history_days())
+    out = Recorded()
+    for symbol, expiry in pairs:
+        for day in days:
+            key = close_id(symbol, expiry, day)
+            if key in done or day.isoformat() > expiry:
+                continue
+            chain = None
+            if day in in_store:
+                frames = store.history(symbol, expiry, day, limit=1)
+                chain = frames[-1] if frames else None
+                if chain is not None:
+                    out.from_store.append(key)
+            if chain is None and archive is not None:
+                try:
+                    chain = archive.close(symbol, expiry, day)
+                except Exception:
+                    # An archive we cannot read (no credentials, no bucket, a network outage): the page has fewer
+                    # sessions to compare, and this run asks no more of it than once.
+                    log.warning("could not read the archive (%s %s on %s)", symbol, expiry, day, exc_info=True)
+                    archive = None
+                if chain is not None:
+                    out.from_archive.append(key)
+            if chain is None:
+                out.missing.append(key)
+                continue
+            store.save_close(SessionClose.from_chain(chain).to_doc())
+    if out:
+        log.info(
+            "recorded %d session close(s): %d from the store, %d from the archive; %d day(s) have none",
+            len(out.from_store) + len(out.from_archive),
+            len(out.from_store),
+            len(out.from_archive),
+            len(out.missing),
+        )
+    return out
+
+
+def load(store: Store) -> dict[tuple[str, str], list[SessionClose]]:
+    """Every stored close, per (symbol, expiry), oldest first. Unreadable documents are left out."""
+    out: dict[tuple[str, str], list[SessionClose]] = {}
+    for doc in store.closes():
+        try:
+            close = SessionClose.from_doc(doc)
+        except (KeyError, TypeError, ValueError):
+            log.warning("skipped an unreadable session close: %s", doc.get("_id"))
+            continue
+        out.setdefault((close.symbol, close.expiry), []).append(close)
+    for closes in out.values():
+        closes.sort(key=lambda c: c.day)
+    return out
+
+
+def before(closes: Sequence[SessionClose], day: date, count: int) -> list[SessionClose]:
+    """The last `count` closes of sessions before `day`, oldest first."""
+    return [c for c in closes if c.day < day][-count:] if count > 0 else []
