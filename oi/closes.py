@@ -5,22 +5,25 @@ about 2 KB against the ~12 KB of a frame and the ~375 frames of a day. Closes li
 collection, one document per (symbol, expiry, day), and outlive the history they were cut from: history is dropped
 after ``OI_RETENTION_DAYS``, a close only that long after its expiry has passed.
 
-:func:`record` fills in the closes the page may ask for (the last ``OI_COMPARE_SESSIONS`` trading days of every
-followed expiry). It cuts each from the store's history while the store still has that day; after that, or when
-the store was lost, it reads the day from the published archive (:class:`oi.archive.S3Archive`), and the demo
-replays its own market (:class:`oi.archive.DemoArchive`). The lease holder runs it at start-up and after the close,
-and ``upload.py`` before it renders, so the snapshot carries the same closes as the live page.
+:func:`record_today` keeps today's close up to date from the session the views already hold in memory (the lease
+holder, every few minutes, after the close and at shut-down), so the next day has it for free. :func:`record` fills
+in what is still missing of the last ``OI_COMPARE_SESSIONS`` trading days of every followed expiry: from the
+store's history while it still has that day (one pass per day: on the embedded store any query reads the whole
+day), else from the published archive (:class:`oi.archive.S3Archive`); the demo replays its own market
+(:class:`oi.archive.DemoArchive`). ``upload.py`` runs it too before it renders, so the snapshot carries the same
+closes as the live page.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from oi import analytics
+from oi.history import Series
 from oi.market.calendar import IST, MarketCalendar
 from oi.market.model import OptionChain
 from oi.store import Store
@@ -193,32 +196,32 @@ def record(
     second run reads and writes nothing."""
     done = store.close_ids() | set(skip)
     in_store = set(store.history_days())
+    wanted = [(s, e, day) for day in days for s, e in pairs if close_id(s, e, day) not in done and day.isoformat() <= e]
+    frames: dict[date, dict[tuple[str, str], OptionChain]] = {}
     out = Recorded()
-    for symbol, expiry in pairs:
-        for day in days:
-            key = close_id(symbol, expiry, day)
-            if key in done or day.isoformat() > expiry:
-                continue
-            chain = None
-            if day in in_store:
-                frames = store.history(symbol, expiry, day, limit=1)
-                chain = frames[-1] if frames else None
-                if chain is not None:
-                    out.from_store.append(key)
-            if chain is None and archive is not None:
-                try:
-                    chain = archive.close(symbol, expiry, day)
-                except Exception:
-                    # An archive we cannot read (no credentials, no bucket, a network outage): the page has fewer
-                    # sessions to compare, and this run asks no more of it than once.
-                    log.warning("could not read the archive (%s %s on %s)", symbol, expiry, day, exc_info=True)
-                    archive = None
-                if chain is not None:
-                    out.from_archive.append(key)
-            if chain is None:
-                out.missing.append(key)
-                continue
-            store.save_close(SessionClose.from_chain(chain).to_doc())
+    for symbol, expiry, day in wanted:
+        key = close_id(symbol, expiry, day)
+        chain = None
+        if day in in_store:
+            if day not in frames:
+                frames = {day: store.last_frames(day)}  # one day's pass at a time: each is a whole collection
+            chain = frames[day].get((symbol, expiry))
+            if chain is not None:
+                out.from_store.append(key)
+        if chain is None and archive is not None:
+            try:
+                chain = archive.close(symbol, expiry, day)
+            except Exception:
+                # An archive we cannot read (no credentials, no bucket, a network outage): the page has fewer
+                # sessions to compare, and this run asks no more of it than once.
+                log.warning("could not read the archive (%s %s on %s)", symbol, expiry, day, exc_info=True)
+                archive = None
+            if chain is not None:
+                out.from_archive.append(key)
+        if chain is None:
+            out.missing.append(key)
+            continue
+        store.save_close(SessionClose.from_chain(chain).to_doc())
     if out:
         log.info(
             "recorded %d session close(s): %d from the store, %d from the archive; %d day(s) have none",
@@ -228,6 +231,24 @@ def record(
             len(out.missing),
         )
     return out
+
+
+def record_today(store: Store, series: Mapping[tuple[str, str], Series], saved: dict[str, datetime]) -> int:
+    """Store today's close so far for every expiry in `series` (the views' in-memory session, in-session frames
+    only), so tomorrow finds it without reading a whole day back from the store. `saved` (close id → the frame's
+    time) is the caller's memory of what it wrote: an unchanged close is not written again. Returns how many were."""
+    written = 0
+    for line in series.values():
+        if not len(line):
+            continue
+        chain = line.chain(len(line) - 1)
+        close = SessionClose.from_chain(chain)
+        if saved.get(close.id) == chain.as_of:
+            continue
+        store.save_close(close.to_doc())
+        saved[close.id] = chain.as_of
+        written += 1
+    return written
 
 
 def load(store: Store) -> dict[tuple[str, str], list[SessionClose]]:

@@ -191,6 +191,7 @@ class Service:
         self.archive = build_archive(config, self.source, self.calendar)
         self._no_close: set[str] = set()  # (symbol, expiry, day) the archive did not have: asked once per process
         self._close_pairs: list[tuple[str, str]] = []  # the expiries the closes were last recorded for
+        self._today_closes: dict[str, datetime] = {}  # today's closes written by this process, and their frames
         self.refresher.on_publish = self.views.put  # the feed's ticks reach this process's viewers at once
         self.scheduler: BackgroundScheduler | None = None
         # /healthz reads its cached state, never the store (oi/store_monitor.py); unstarted, it checks inline.
@@ -283,6 +284,10 @@ class Service:
         # Day over day: cheap when nothing is missing (one read of the closes' ids); every few minutes, so a fresh
         # store's first expiries get their earlier sessions soon after the first refresh.
         scheduler.add_job(self.record_closes, "interval", minutes=5, id="closes", misfire_grace_time=None, **once)
+        # ... and today's close once the session is over (15:30 IST), whatever the 5-minute phase.
+        scheduler.add_job(
+            self.record_today, "cron", hour=15, minute=31, id="close-of-day", misfire_grace_time=3600, **once
+        )
         if self.token_watch is not None:
             scheduler.add_job(
                 self.token_watch.run,
@@ -302,6 +307,7 @@ class Service:
         try:
             if not self.refresher.take_lease():
                 return None
+            self.record_today(lead=False)
             today = self.clock().astimezone(IST).date()
             pairs = self._close_pairs = self._followed()
             days = closes.earlier_sessions(self.calendar, today, self.config.compare_sessions)
@@ -311,6 +317,20 @@ class Service:
             return None
         self._no_close.update(done.missing)
         return done
+
+    def record_today(self, lead: bool = True) -> int:
+        """Store today's close so far from the views' in-memory session (:func:`oi.closes.record_today`), in the
+        lease holder only (`lead`: take the lease first). Never raises; returns how many closes were written."""
+        if not self.config.compare_sessions:
+            return 0
+        try:
+            if lead and not self.refresher.take_lease():
+                return 0
+            series = {key: line for key, line in self.views.series.items() if key[1] != COMBINED}
+            return closes.record_today(self.store, series, self._today_closes)
+        except Exception:
+            log.warning("recording today's session close failed; the next run retries", exc_info=True)
+            return 0
 
     def _followed(self) -> list[tuple[str, str]]:
         return [(s, e) for s, have in self.views.expiries.items() for e in have if e != COMBINED]
@@ -323,6 +343,8 @@ class Service:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)  # let a tick in flight finish its write
         self.store_monitor.stop()
+        if self.scheduler is not None:
+            self.record_today()  # the box stops after the close: keep the session's last minutes (lease holder)
         self.refresher.stop()
         self.alerts.close()  # queued Telegram messages go out first
 

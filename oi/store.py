@@ -185,6 +185,17 @@ class Store:
                 skipped.append(str(doc.get("_id")))
         return chains
 
+    def last_frames(self, day: date) -> dict[tuple[str, str], OptionChain]:
+        """The last snapshot of every (symbol, expiry) on `day`, in one pass over the day: montydb reads a whole
+        collection for any query (~0.6 s for a day of five symbols), so one pass serves every pair at once."""
+        last: dict[tuple[str, str], dict] = {}
+        with self._thread_lock:
+            for doc in self.db[history_collection(day)].find({}):
+                key = (doc["symbol"], doc["expiry"])
+                if key not in last or doc["ts"] > last[key]["ts"]:
+                    last[key] = doc
+        return {key: OptionChain.from_doc(doc) for key, doc in last.items()}
+
     def history_days(self, prefix: str = HISTORY_PREFIX) -> list[date]:
         with self._thread_lock:
             names = self.db.list_collection_names()

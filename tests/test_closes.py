@@ -210,7 +210,8 @@ def test_sessions_the_store_lost_come_back_from_the_published_archive(monkeypatc
         )
         env = {"OI_SYMBOLS": "NIFTY,BANKNIFTY", "OI_SOURCE": "demo", "S3_BUCKET_NAME": bucket}
         for day in (D1, D2):
-            assert upload_main(["--date", day.isoformat()], {**env, "OI_NOW": f"{day}T16:00:00+05:30"}, store=store) == 0
+            published = upload_main(["--date", f"{day}"], {**env, "OI_NOW": f"{day}T16:00:00+05:30"}, store=store)
+            assert published == 0
         # The store forgets: both days' history and every close (a new instance's empty disk, a lost volume).
         for day in (D1, D2):
             store.db.drop_collection(history_collection(day))
@@ -238,3 +239,25 @@ def test_sessions_the_store_lost_come_back_from_the_published_archive(monkeypatc
         calls = []
         monkeypatch.setattr(S3Archive, "close", lambda self, *a: calls.append(a))
         assert not rt.record_closes() and calls == []
+
+
+def test_todays_close_is_kept_from_memory_and_the_next_day_reads_it_without_the_history():
+    """The lease holder writes today's close from the views' session (no whole-day read of the store), rewrites it
+    only when a newer minute arrived, and the next day serves it with the day's history gone."""
+    store, listed = recorded(days=(D1,))
+    config = make_config(OI_SYMBOLS="NIFTY,BANKNIFTY", OI_SOURCE="demo", OI_NOW=f"{D1}T15:30:00+05:30")
+    rt = create_app(config, store=store).extensions["oi"]
+    assert rt.record_today() == len(SYMBOLS)
+    stamp = store.closes_stamp()
+    assert rt.record_today() == 0 and store.closes_stamp() == stamp  # nothing new: nothing written
+    expected = last_frames(store, pairs_of(listed), (D1,))
+    assert {c.id: c for cs in closes.load(store).values() for c in cs} == expected
+
+    store.db.drop_collection(history_collection(D1))
+    next_day = make_config(OI_SYMBOLS="NIFTY,BANKNIFTY", OI_SOURCE="demo", OI_NOW=f"{D2}T09:30:00+05:30")
+    record_session(store, SYMBOLS, day=D2, seed=2, start=time(9, 15), end=time(9, 29))
+    client = create_app(next_day, store=store).test_client()
+    expiry = listed["NIFTY"][0]
+    body = client.get("/api/closes", query_string={"symbol": "NIFTY", "expiry": expiry}).get_json()
+    assert [s["day"] for s in body["sessions"]] == ["2026-11-25"]
+    assert body["sessions"][0]["ce_oi"] == list(expected[closes.close_id("NIFTY", expiry, D1)].ce_oi)
