@@ -13,7 +13,10 @@ import mongomock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from oi import closes
+from oi.archive import DemoArchive
 from oi.config import from_env
+from oi.market.calendar import MarketCalendar
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve
@@ -35,7 +38,11 @@ READY = "window.OI && window.OI.charts.intraday && document.querySelectorAll('#r
 
 def main() -> None:
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
-    record_session(store, ("NIFTY", "BANKNIFTY"), DAY, start=time(9, 15), end=time(14, 45), expiries=2)
+    demo = record_session(store, ("NIFTY", "BANKNIFTY"), DAY, start=time(9, 15), end=time(14, 45), expiries=2)
+    # Ten earlier sessions' closes for day over day, replayed from the demo market as the live demo does.
+    calendar = MarketCalendar()
+    pairs = [(s, e) for s in ("NIFTY", "BANKNIFTY") for e in demo.expiries(s, DAY)[:2]]
+    closes.record(store, pairs, closes.earlier_sessions(calendar, DAY, 10), DemoArchive(demo, calendar))
     config = from_env(
         {
             "OI_REFRESHER": "0",
@@ -60,6 +67,12 @@ def main() -> None:
                 target = page.locator(selector)
                 target = target if selector.endswith(("wrap", "box")) else target.locator("xpath=..")
                 target.screenshot(path=str(OUT / name))
+                print(f"wrote {OUT / name}")
+            # Day over day: against the close five sessions back, its column in the chain and its mark on the chart.
+            page.select_option("#vs", index=5)
+            page.wait_for_function("document.querySelector('[data-col=\"ce-oi_vs\"]') !== null")
+            for name, selector in (("view-day-over-day.png", "#chain-wrap"), ("view-sessions.png", "#sessions-box")):
+                page.locator(selector).screenshot(path=str(OUT / name))
                 print(f"wrote {OUT / name}")
         with browser_page(**PHONE) as page:
             page.goto(url)
