@@ -294,11 +294,13 @@ class Store:
         return int(doc.get("events", 0)) if doc else 0
 
     # --- session closes (oi/closes.py): one small document per (symbol, expiry, day) --------------------------
-    def save_close(self, doc: dict) -> None:
-        """Store a session close under its ``_id``; moves the closes counter so every process re-reads them."""
+    def save_close(self, doc: dict, announce: bool = True) -> None:
+        """Store a session close under its ``_id``. `announce` moves the closes counter, so every process re-reads
+        them; today's close, rewritten every few minutes, is not served before tomorrow and need not be."""
         with self._atomic():
             self.db.closes.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
-            self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1, "closes": 1}}, upsert=True)
+            if announce:
+                self.db.meta.update_one({"_id": "version"}, {"$inc": {"n": 1, "closes": 1}}, upsert=True)
 
     def closes(self) -> list[dict]:
         with self._thread_lock:
