@@ -361,6 +361,13 @@ class Service:
         targets = len(self.config.symbols) * self.config.expiries_per_symbol
         return round_seconds(self.views.status, self.config.dhan_min_interval_seconds, targets)
 
+    def change_seconds(self) -> float:
+        """How often /api/oi can change: the feed's publication period while the feed is live (ticks reach every
+        worker once a second), else one REST round. Caches keep an answer half of it (oi/http.py)."""
+        if (self.views.status.feed or {}).get("state") == "live":
+            return self.refresher.publish_period
+        return self.round_seconds()
+
     def freshness(self, now: datetime) -> tuple[bool, str | None]:
         """(stale, reason) for what we serve now: the store is unreachable, the token was rejected, or in market
         hours the last upstream call failed (the reason names the fault in plain words) or the data is too old."""

@@ -83,8 +83,10 @@ def _cached(
     now = now or rt.clock()
     market_open = rt.market_open(now)
     next_open = None if market_open else rt.calendar.next_open(now)
-    period = rt.round_seconds()  # one round at the adaptive pace in force: how often a view can change
-    policy = http.cache_control(market_open, max(period, http.MINUTE) if slow else period, now, next_open)
+    # How often the answer can change: a minute for the slow ones; else a tick's publication with the feed live,
+    # one round at the adaptive pace in force without it.
+    period = max(rt.round_seconds(), http.MINUTE) if slow else rt.change_seconds()
+    policy = http.cache_control(market_open, period, now, next_open)
     return http.respond(request, current_app.extensions["oi.http"].get(key, build, quick), policy)
 
 

@@ -128,6 +128,28 @@ def test_live_cache_control_in_market_hours(client, rt, timer, moving):
         ), path
 
 
+def test_with_the_feed_live_api_oi_is_cached_for_half_a_publication(dhan_env, store, timer):
+    """Ticks reach every worker once a second while the feed is live: an edge that kept /api/oi for half a REST
+    round (here one symbol at 10 s) would hold them back that long."""
+    app = create_app(
+        make_config(**dhan_env, DHAN_MIN_INTERVAL_SECONDS="10", OI_NOW="2026-11-23T11:00:00+05:30"),
+        store=store,
+        timer=timer,
+    )
+    rt = app.extensions["oi"]
+    for _ in range(2):
+        step(rt, timer)
+    client = app.test_client()
+    assert "max-age=5," in client.get("/api/oi?symbol=NIFTY").headers["Cache-Control"]  # half a 10 s round
+    store.set_status({**store.status(), "feed": {"state": "live", "instruments": 15}})  # the lease holder's word
+    rt.views.sync(datetime(2026, 11, 23).date())
+    assert "max-age=1," in client.get("/api/oi?symbol=NIFTY").headers["Cache-Control"]
+    assert "max-age=30," in client.get("/api/history?symbol=NIFTY").headers["Cache-Control"]  # a point a minute
+    store.set_status({**store.status(), "feed": {"state": "stopped", "instruments": 15}})
+    rt.views.sync(datetime(2026, 11, 23).date())
+    assert "max-age=5," in client.get("/api/oi?symbol=NIFTY").headers["Cache-Control"]  # REST's pace again
+
+
 @pytest.mark.parametrize(
     "now,ttl",
     [
@@ -150,7 +172,8 @@ def test_cache_control_after_hours_follows_the_calendar(dhan_env, store, timer, 
 def test_demo_is_always_live(tmp_path, timer):
     from oi.config import from_env
 
-    env = {"OI_REFRESHER": "0", "OI_DATA_DIR": str(tmp_path), "OI_NOW": "2026-11-21T20:00:00+05:30"}
+    # REST only: with its simulated feed live the demo's answers change every second (the test above).
+    env = {"OI_REFRESHER": "0", "OI_DATA_DIR": str(tmp_path), "OI_NOW": "2026-11-21T20:00:00+05:30", "OI_FEED": "off"}
     app = create_app(from_env(env), timer=timer)
     for _ in range(3):
         step(app.extensions["oi"], timer)
