@@ -2,8 +2,8 @@
 
 A session's close is its last in-session frame, cut down to what a comparison needs (per strike: CE and PE OI) —
 a few KB (4.8 KB for Dhan's 246-strike NIFTY chain) against a day's ~375 full frames. Closes live in the store's
-``closes`` collection, one document per (symbol, expiry, day), and outlive the history they were cut from: history is dropped
-after ``OI_RETENTION_DAYS``, a close only that long after its expiry has passed.
+``closes`` collection, one document per (symbol, expiry, day), and outlive the history they were cut from: history
+is dropped after ``OI_RETENTION_DAYS``, a close only that long after its expiry has passed.
 
 :func:`record_today` keeps today's close up to date from the session the views already hold in memory (the lease
 holder, every few minutes, after the close and at shut-down), so the next day has it for free. :func:`record` fills
