@@ -15,11 +15,11 @@ import sys
 from dotenv import load_dotenv
 
 M_ARENA_MAX = -8  # glibc's <malloc.h>
-# glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed in one stays there for
-# that thread. A worker's 8 request threads plus the scheduler's and alerts' pools each build and drop 20-100 KB
-# bodies every second while the feed ticks: unbounded, that added ~13 MiB to a worker in its first minutes
-# (docs/benchmarks.md, memory.py). Two arenas: the same memory as one in that run, and a compression running
-# outside the GIL does not hold up every other thread's allocations.
+# glibc gives each thread that allocates its own arena (up to 8 per core), and what is freed in an arena mostly stays
+# there, fragmented. A worker's 8 request threads plus the scheduler's and alerts' pools each build and drop 20-100 KB
+# bodies every second while the feed ticks: uncapped, the service grew 6.8 MiB in 3 minutes of memory.py instead
+# of 2.3 (docs/benchmarks.md). Two arenas rather than one: about the same memory, and a compression running outside
+# the GIL does not hold up every other thread's allocations.
 MALLOC_ARENAS = 2
 
 

@@ -44,8 +44,8 @@ TTL_FIELD, TTL_INDEX = "created", "ttl_created"
 
 
 # Only the loaded backend's exceptions are named: a backend that was never imported cannot raise, and importing one
-# to name its exceptions costs memory (pymongo and mongomock: ~16 MiB of a worker's ~110 on the embedded store,
-# docs/benchmarks.md). So these are functions, evaluated where an exception is being matched (`except
+# to name its exceptions costs memory (pymongo and mongomock: 11 MiB of the service on the embedded store,
+# docs/benchmarks.md, memory.py). So these are functions, evaluated where an exception is being matched (`except
 # store_errors():`), by which time the store in use has imported its backend.
 _DUPLICATE_KEY = (
     ("pymongo.errors", "DuplicateKeyError"),
