@@ -27,7 +27,7 @@ from oi.market.dhan import AUTH, INVALID_EXPIRY, INVALID_SECURITY, RATE_LIMIT, U
 from oi.market.model import OptionChain
 from oi.pace import CLEAN_RUN, PacePolicy
 from oi.session import nearest_expiries
-from oi.store import STORE_ERRORS, Store, minute_id
+from oi.store import Store, minute_id, store_errors
 
 if TYPE_CHECKING:
     from oi.feed import Feed
@@ -190,7 +190,7 @@ class Refresher:
         (with a plain-words ``reason`` for viewers), a store outage in :attr:`store_down`."""
         try:
             claimed = self._claim()
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             # The lease and the pace slot live in the store: without it this process cannot know whether another
             # one is calling Dhan, nor keep the global pace, so it makes no upstream call until the store is back.
             self._store_failed(exc)
@@ -199,7 +199,7 @@ class Refresher:
         if self.feed is not None and self._leading:
             try:
                 self._feed_tick()
-            except STORE_ERRORS as exc:
+            except store_errors() as exc:
                 self._store_failed(exc)
                 return None
         if claimed is None:
@@ -241,7 +241,7 @@ class Refresher:
                     chain = self.feed.apply(chain)
                     self._feed_minute[(symbol, expiry)] = minute_id(chain)
                 self.store.save_chain(chain, history=self.in_session(chain.as_of))
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             self._unstored = True
             self._store_failed(exc)  # this answer is lost; the next round fetches a fresh one, once it can be stored
             return f"{label}: store"
@@ -299,7 +299,7 @@ class Refresher:
                 self.store.set_pace(PACE, narrowed.as_doc())
                 log.info("upstream pace narrowed to %.2f s after %d clean calls", narrowed.pace, CLEAN_RUN)
                 self._set_status(pace_seconds=round(narrowed.pace, 3))
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             self._store_failed(exc)
 
     # --- the market feed ----------------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ class Refresher:
         self.store_down = True
         try:
             self.store.heal()  # the embedded store's damaged files, moved aside and recreated (oi/store_repair.py)
-        except STORE_ERRORS:
+        except store_errors():
             pass  # the store is down for another reason; the next failure tries again
 
     def _store_ok(self) -> None:
@@ -410,7 +410,7 @@ class Refresher:
                 self.store.set_pace(PACE, wider.as_doc())
                 delay = (state.pace + wider.pace) * (1 + 0.25 * self.rng.random())  # jitter: restarts do not sync
                 self.store.delay_slot(PACE, now + delay)
-            except STORE_ERRORS as err:
+            except store_errors() as err:
                 self._store_failed(err)  # no calls at all then, which is the safest back-off
             else:
                 log.warning("rate limited: pace widened to %.2f s, next upstream call in %.1f s", wider.pace, delay)

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
+import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -40,37 +43,34 @@ EVENTS_PREFIX = "events_"  # fired alerts (oi/alerts/), one collection per sessi
 TTL_FIELD, TTL_INDEX = "created", "ttl_created"
 
 
-def _duplicate_key_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = []
-    for module, name in (
-        ("pymongo.errors", "DuplicateKeyError"),
-        ("mongomock", "DuplicateKeyError"),
-        ("mongomock_ng", "DuplicateKeyError"),
-        ("montydb.errors", "DuplicateKeyError"),
-    ):
-        with contextlib.suppress(ImportError, AttributeError):
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-    return tuple(errors)
+# Only the loaded backend's exceptions are named: a backend that was never imported cannot raise, and importing one
+# to name its exceptions costs memory (pymongo and mongomock: 11 MiB of the service on the embedded store,
+# docs/benchmarks.md, memory.py). So these are functions, evaluated where an exception is being matched (`except
+# store_errors():`), by which time the store in use has imported its backend.
+_DUPLICATE_KEY = (
+    ("pymongo.errors", "DuplicateKeyError"),
+    ("mongomock", "DuplicateKeyError"),
+    ("mongomock_ng", "DuplicateKeyError"),
+    ("montydb.errors", "DuplicateKeyError"),
+)
+_BACKEND_ERRORS = (("pymongo.errors", "PyMongoError"), ("montydb.errors", "MontyError"))
 
 
-DUPLICATE_KEY = _duplicate_key_errors()
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[Exception], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in names)
+    return tuple(error for error in found if error is not None)
 
 
-def _store_errors() -> tuple[type[Exception], ...]:
-    # What a failing backend raises: pymongo's errors (mongomock's are pymongo's), montydb's, and on the embedded
-    # store SQLite's and the lock file's.
-    import json
-    import sqlite3
-
-    # JSONDecodeError: montydb's answer to a damaged document (oi/store_repair.py), not a bug of ours to trace back.
-    errors: list[type[Exception]] = [sqlite3.Error, OSError, json.JSONDecodeError]
-    for module, name in (("pymongo.errors", "PyMongoError"), ("montydb.errors", "MontyError")):
-        with contextlib.suppress(ImportError, AttributeError):
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-    return tuple(errors)
+def duplicate_key_errors() -> tuple[type[Exception], ...]:
+    """What the loaded backends raise for an ``_id`` that is taken."""
+    return _loaded(_DUPLICATE_KEY)
 
 
-STORE_ERRORS = _store_errors()
+def store_errors() -> tuple[type[Exception], ...]:
+    """What a failing backend raises: pymongo's errors (mongomock's are pymongo's), montydb's, and on the embedded
+    store SQLite's and the lock file's. JSONDecodeError: montydb's answer to a damaged document
+    (oi/store_repair.py), not a bug of ours to trace back."""
+    return (sqlite3.Error, OSError, json.JSONDecodeError, *_loaded(_BACKEND_ERRORS))
 
 
 def minute_id(chain: OptionChain) -> str:
@@ -130,7 +130,7 @@ class Store:
                 self.db[history_collection(chain.as_of.astimezone(IST).date())].insert_one(
                     {"_id": minute_id(chain), **doc, **extra}
                 )
-            except DUPLICATE_KEY:
+            except duplicate_key_errors():
                 grew = False
             self._bump_version()
         return grew
@@ -275,7 +275,7 @@ class Store:
         with self._atomic():
             try:
                 self.db[events_collection(day)].insert_one(dict(doc))
-            except DUPLICATE_KEY:
+            except duplicate_key_errors():
                 return False
             # The version bump (:meth:`_bump_version`) and the event counter in one write: on the embedded store
             # every write is a commit, and this runs in the refresher's tick.
@@ -351,7 +351,7 @@ class Store:
             try:
                 self.db.meta.insert_one({"_id": key, **update})
                 return True
-            except DUPLICATE_KEY:
+            except duplicate_key_errors():
                 return False
 
     def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:

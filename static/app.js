@@ -254,11 +254,47 @@
       return Math.max(260, el.clientWidth || 300);
     },
     axis(c, extra) {
-      return Object.assign({ stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line } }, extra);
+      const axis = Object.assign({ stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line } }, extra);
+      if (extra.values && !extra.splits) axis.splits = charts.readableSplits(extra.values);
+      return axis;
     },
     timeAxis(c) {
-      return charts.axis(c, { values: (u, ticks) => ticks.map(epochHhmm) });
+      return Object.assign(charts.axis(c, {}), { values: (u, ticks) => ticks.map(epochHhmm) });
     },
+    // uPlot spaces a numeric axis' ticks by pixels alone, so on a narrow range they come finer than the labels print
+    // ("307", "307"). The ticks go instead at the first 1/2/2.5/5 step, no finer than uPlot's, that is a whole
+    // multiple of the labels' own step (labelStep): no two ticks share a label, and none is labelled with a rounded
+    // neighbour (2.5 on an integer axis).
+    readableSplits(values) {
+      const whole = (x, p) => Math.abs(x / p - Math.round(x / p)) < 1e-6;
+      return (u, axisIdx, min, max, incr) => {
+        const label = (v) => values(u, [v])[0];
+        const p = Math.max(charts.labelStep(label, min), charts.labelStep(label, max));
+        const step = charts.STEPS.find((x) => x >= incr * (1 - 1e-9) && (!p || (x >= p * (1 - 1e-9) && whole(x, p)))) || incr;
+        const dec = Math.max(0, 1 - Math.floor(Math.log10(step))); // enough for 0.25: k × step without float noise
+        const ticks = [];
+        for (let k = Math.ceil(min / step - 1e-9); k * step <= max + step * 1e-9; k++) ticks.push(+(k * step).toFixed(dec));
+        return ticks;
+      };
+    },
+    // The step between the labels `label` prints near v (1 for "307", 0.1 for "14.0", 10 L for "4.1 Cr"): the
+    // smallest power of ten whose neighbouring multiples all print differently; 0 if none does.
+    labelStep(label, v) {
+      for (const p of charts.POWERS) {
+        const k = Math.floor(v / p);
+        const a = label(k * p), b = label((k + 1) * p), c = label((k + 2) * p);
+        if (a !== b && b !== c) return p;
+      }
+      return 0;
+    },
+    // A line chart's range spans at least two label steps, so even a flat series has ticks its labels can name.
+    roomy(range, label) {
+      const p = Math.max(charts.labelStep(label, range[0]), charts.labelStep(label, range[1]));
+      const mid = (range[0] + range[1]) / 2;
+      return range[1] - range[0] >= 2.1 * p ? range : [mid - 1.05 * p, mid + 1.05 * p];
+    },
+    POWERS: Array.from({ length: 19 }, (_, i) => +("1e" + (i - 4))),
+    STEPS: Array.from({ length: 19 }, (_, i) => [1, 2, 2.5, 5].map((m) => +(m + "e" + (i - 4)))).flat(),
     // Vertical markers (spot, max pain, the replayed minute): name → [x, colour, label]. Labels that would touch
     // go to the next row down, and flip to the left of their line at the right edge: never printed over each other.
     markerHook(name) {
@@ -383,8 +419,8 @@
         scales: {
           // A session just begun has one or two points: show at least half an hour rather than uPlot's years.
           x: { time: true, range: (u, lo, hi) => (none(lo) ? [0, 1] : hi - lo < 1800 ? [lo - 900, hi + 900] : [lo, hi]) },
-          y: { range: (u, lo, hi) => pad(lo, hi, 0.001) },
-          r: { range: (u, lo, hi) => pad(lo, hi, 0.02) },
+          y: { range: (u, lo, hi) => charts.roomy(pad(lo, hi, 0.001), leftFmt) },
+          r: { range: (u, lo, hi) => charts.roomy(pad(lo, hi, 0.02), rightFmt) },
         },
         axes: [
           charts.timeAxis(c),

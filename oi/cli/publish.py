@@ -20,7 +20,7 @@ from oi.breadth import build_master
 from oi.breadth import resolve as resolve_symbols
 from oi.cli.startup import OK, USAGE, Failure, Services, dry_run_option, services
 from oi.market.calendar import calendar_from_config, clock_from_config
-from oi.store import STORE_ERRORS, open_store
+from oi.store import open_store, store_errors
 from oi.store_monitor import describe_store
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run_upload(svc: Services, day: date | None, out: Path | None, dry_run: bool,
             raise Failure("refusing: the store holds no session data at all")
         datasets = snapshot.collect(store, config.symbols, config.expiries_per_symbol, day)
         events = alerts.session_events(store, day)  # the day's fired alerts, for the page's events strip
-    except STORE_ERRORS as exc:
+    except store_errors() as exc:
         raise Failure(f"store unreachable: {describe_store(config.mongo_uri)} ({type(exc).__name__})") from None
     missing, late = snapshot.check(datasets, config.symbols, day, config.snapshot_max_lag_minutes)
     if not explicit:
