@@ -174,7 +174,7 @@ def _add_closes(store, datasets: list, day: date, config, archive: closes.Archiv
     try:
         closes.record(store, pairs, days, archive)
         snapshot.attach_closes(store, datasets, day, config.compare_sessions)
-    except STORE_ERRORS:
+    except store_errors():
         log.warning("could not read the earlier sessions' closes: the snapshot has no day over day", exc_info=True)
 
 
