@@ -110,24 +110,27 @@ def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, da
     A symbol with more than one expiry also gets the combined dataset, built by the same rule as the live view.
     """
     out: list[Dataset] = []
-    latest = None
     skipped: list[str] = []  # unreadable history documents: left out (and named) rather than failing the night
+    frames = store.day_history(day, skipped)  # one pass over the day for every symbol and expiry
+    earlier = [d for d in store.history_days() if d < day]
+    before = store.last_frames(earlier[-1]) if earlier else {}  # the previous session's last spot, per symbol
     for symbol in symbols:
+        held = sorted(e for s, e in frames if s == symbol)
         stored = store.expiries(symbol)
         # A list fetched after that day has dropped the expiries that have expired since: re-rendering an older
         # session asks which expiries it holds data of instead.
-        listed = stored[0] if stored and stored[1] <= day else store.history_expiries(symbol, day) or None
+        listed = stored[0] if stored and stored[1] <= day else held or None
         wanted = session.nearest_expiries(listed or [], day, expiries_per_symbol)
-        loaded = {e: store.history(symbol, e, day, skipped=skipped) for e in wanted}
+        loaded = {e: frames.get((symbol, e), []) for e in wanted}
         if not any(loaded.values()):
-            # The expiry list may have rolled since that day: look at every expiry we hold a chain of.
-            latest = store.latest_all() if latest is None else latest
-            for expiry in sorted({c.expiry for c in latest if c.symbol == symbol} - loaded.keys()):
-                loaded[expiry] = store.history(symbol, expiry, day, skipped=skipped)
+            # The expiry list may have rolled since that day: look at every expiry the day holds.
+            loaded.update((e, frames[(symbol, e)]) for e in held if e not in loaded)
         have = [e for e, chains in loaded.items() if chains]
         chosen = session.session_expiries(listed, day, expiries_per_symbol, have)
         lines = [session.frames(symbol, e, day, loaded[e], compress=False) for e in chosen]
-        close = session.prev_close((c for e in chosen for c in loaded[e]), store.last_spot_before(symbol, day))
+        last = max((c for (s, _), c in before.items() if s == symbol), key=lambda c: c.as_of, default=None)
+        spot_before = last.spot if last is not None and last.spot > 0 else None
+        close = session.prev_close((c for e in chosen for c in loaded[e]), spot_before)
         out.extend(Dataset(symbol, line.expiry, _chains(line), close) for line in lines)
         if len(lines) > 1:
             out.append(Dataset(symbol, analytics.COMBINED, _chains(session.combined(lines, complete=True)), close))

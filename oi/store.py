@@ -185,6 +185,24 @@ class Store:
                 skipped.append(str(doc.get("_id")))
         return chains
 
+    def day_history(self, day: date, skipped: list[str] | None = None) -> dict[tuple[str, str], list[OptionChain]]:
+        """Every snapshot of `day`, per (symbol, expiry), oldest first, in one pass over the day (montydb reads the
+        whole collection for any query: asking per expiry read it once per expiry). Documents that cannot be read as
+        a chain are left out and their ids appended to `skipped`."""
+        out: dict[tuple[str, str], list[OptionChain]] = {}
+        with self._thread_lock:
+            for doc in self.db[history_collection(day)].find({}):
+                try:
+                    chain = OptionChain.from_doc(doc)
+                except (KeyError, TypeError, ValueError):
+                    if skipped is not None:
+                        skipped.append(str(doc.get("_id")))
+                    continue
+                out.setdefault((chain.symbol, chain.expiry), []).append(chain)
+        for chains in out.values():
+            chains.sort(key=lambda c: c.as_of)
+        return out
+
     def last_frames(self, day: date) -> dict[tuple[str, str], OptionChain]:
         """The last snapshot of every (symbol, expiry) on `day`, in one pass over the day: montydb reads a whole
         collection for any query (~0.6 s for a day of five symbols), so one pass serves every pair at once."""

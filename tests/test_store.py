@@ -196,3 +196,20 @@ def test_session_closes_are_kept_per_id_and_go_with_their_expiry(backend):
     backend.prune(T0.date(), keep_days=30)  # cutoff 2026-10-24
     assert backend.close_ids() == {"NIFTY|2026-11-24|2026-10-01"}
     assert backend.closes_stamp() > stamp
+
+
+def test_a_day_is_read_in_one_pass_per_symbol_and_expiry(backend):
+    for minute in (2, 0, 1):  # stored out of order: read back oldest first
+        backend.save_chain(chain(at=T0 + timedelta(minutes=minute), oi=minute))
+    backend.save_chain(chain(expiry="2026-12-01", oi=9))
+    backend.save_chain(chain(symbol="BANKNIFTY", oi=8))
+    backend.save_chain(chain(at=T0 - timedelta(days=1), oi=7))  # another day
+    day = backend.day_history(T0.date())
+    assert sorted(day) == [("BANKNIFTY", "2026-11-24"), ("NIFTY", "2026-11-24"), ("NIFTY", "2026-12-01")]
+    assert [c.strikes[0].ce.oi for c in day[("NIFTY", "2026-11-24")]] == [0, 1, 2]
+    assert day[("NIFTY", "2026-11-24")] == backend.history("NIFTY", "2026-11-24", T0.date())
+    assert {k: c.strikes[0].ce.oi for k, c in backend.last_frames(T0.date()).items()} == {
+        ("BANKNIFTY", "2026-11-24"): 8,
+        ("NIFTY", "2026-11-24"): 2,
+        ("NIFTY", "2026-12-01"): 9,
+    }
