@@ -1312,7 +1312,9 @@
     const visible = (el) => getComputedStyle(el).display !== "none";
     const text = (el) => '"' + el.textContent.replace(/"/g, '""') + '"';
     const head = Array.from(document.querySelectorAll("#chain-head tr:last-child th")).filter(visible);
-    rows.push(head.map((h) => '"' + (h.dataset.col || "strike") + '"').join(","));
+    // The day-over-day column names its session: "ce-oi_vs_2026-11-20".
+    const name = (h) => (h.dataset.col || "strike").replace(/oi_vs$/, "oi_vs_" + (state.last && state.last.vs));
+    rows.push(head.map((h) => '"' + name(h) + '"').join(","));
     for (const tr of document.querySelectorAll("#rows tr, #chain-foot tr")) rows.push(Array.from(tr.children).filter(visible).map(text).join(","));
     const blob = new Blob([rows.join("\r\n") + "\r\n"], { type: "text/csv" });
     const a = document.createElement("a");

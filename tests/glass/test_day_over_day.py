@@ -5,6 +5,7 @@ for the ATM strike or the chosen ones, with the compared session marked."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import mongomock
 import pytest
@@ -71,7 +72,7 @@ def test_oi_vs_an_earlier_close_in_the_table_and_the_sessions_chart(market, wher
     close_oi = {k: (c, p) for k, c, p in zip(close.strikes, close.ce_oi, close.pe_oi, strict=True)}
     now = market["api"].get("/api/oi", query_string={"symbol": "NIFTY", "strikes": "10"}).get_json()
 
-    with browser_page(viewport={"width": 1440, "height": 900}) as page:
+    with browser_page(viewport={"width": 1440, "height": 900}, accept_downloads=True) as page:
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(market[where] + "#symbol=NIFTY&interval=5&vs=2026-11-23")
@@ -110,6 +111,13 @@ def test_oi_vs_an_earlier_close_in_the_table_and_the_sessions_chart(market, wher
             "(t) => document.querySelector('#chart-sessions-title').textContent.endsWith(t)", arg=inr(pick)
         )
         assert differing(before, sessions_canvas(page)) > 0.002, "the chart did not redraw for the chosen strike"
+
+        # The CSV names the session its Δ columns are against.
+        with page.expect_download() as dl:
+            page.click("#csv")
+        lines = Path(dl.value.path()).read_text().splitlines()
+        header = [h.strip('"') for h in lines[0].split(",")]
+        assert "ce-oi_vs_2026-11-23" in header and "pe-oi_vs_2026-11-23" in header
 
         # "—": the column goes, and so does the URL's vs.
         page.select_option("#vs", "")
