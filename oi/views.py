@@ -92,9 +92,10 @@ class ViewCache:
     symbols_json: bytes = b'{"symbols":[]}'
     status: RefreshStatus = field(default_factory=RefreshStatus)  # the lease holder's, as last synced
     compare_sessions: int = 20  # day over day: earlier sessions' closes served per expiry (OI_COMPARE_SESSIONS)
-    earlier: dict[tuple[str, str], list[closes.SessionClose]] = field(default_factory=dict)  # sessions' closes
+    # /api/closes per followed (symbol, expiry), serialized: 20 sessions of a 246-strike chain are ~70 KB as JSON,
+    # ~3.5 MB as Python ints, so only the bytes are kept.
+    closes_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)
     _closes_stamp: tuple[int, date | None] = (-1, None)
-    _closes_bodies: dict[tuple[str, str], bytes] = field(default_factory=dict)
     _prev_close: dict[tuple[str, date], float] = field(default_factory=dict)
     _at_views: OrderedDict = field(default_factory=OrderedDict)
     _history: dict[tuple[str, str], tuple[int, Series, bytes]] = field(default_factory=dict)
@@ -148,7 +149,7 @@ class ViewCache:
     def _sync_closes(self, today: date) -> None:
         """Re-read the session closes when one was stored (or the day turned): rarely, a few a day."""
         stamp = (self.store.closes_stamp(), today)
-        if stamp == self._closes_stamp and all(key in self.earlier for key in self._followed()):
+        if stamp == self._closes_stamp and all(key in self.closes_bodies for key in self._followed()):
             return
         stored = closes.load(self.store)
         found: dict[tuple[str, str], list[closes.SessionClose]] = {}
@@ -158,7 +159,11 @@ class ViewCache:
                 found[(symbol, expiry)] = closes.before(stored.get((symbol, expiry), []), today, self.compare_sessions)
             if len(parts) > 1:
                 found[(symbol, COMBINED)] = closes.combine([found[(symbol, e)] for e in parts])
-        self.earlier, self._closes_bodies, self._closes_stamp = found, {}, stamp
+        bodies = {
+            (symbol, expiry): dumps({"symbol": symbol, "expiry": expiry, "sessions": [c.as_json() for c in kept]})
+            for (symbol, expiry), kept in found.items()
+        }
+        self.closes_bodies, self._closes_stamp = bodies, stamp
 
     def _followed(self) -> list[tuple[str, str]]:
         return [(s, e) for s, have in self.expiries.items() for e in have]
@@ -167,14 +172,7 @@ class ViewCache:
         """Earlier sessions' closing OI for (symbol, expiry) as /api/closes answers, oldest first; None if that
         expiry is not followed."""
         expiry = self.resolve_expiry(symbol, expiry)
-        if expiry is None:
-            return None
-        key = (symbol, expiry)
-        body = self._closes_bodies.get(key)
-        if body is None:
-            sessions = [c.as_json() for c in self.earlier.get(key, [])]
-            body = self._closes_bodies[key] = dumps({"symbol": symbol, "expiry": expiry, "sessions": sessions})
-        return body
+        return self.closes_bodies.get((symbol, expiry)) if expiry else None
 
     def put(self, chains: list[OptionChain]) -> None:
         """Serve these chains at once in this process (the market feed's lease holder publishing ticks), ahead of
