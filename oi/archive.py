@@ -3,7 +3,8 @@
 The archive holds every published session's frames as ``archive/YYYY-MM-DD/<SYMBOL>_<EXPIRY>.jsonl.gz`` (gzip JSON
 Lines, oldest first; :func:`oi.snapshot.archive_bytes`), in ``ARCHIVE_BUCKET`` or the site's bucket. Day over day
 (:mod:`oi.closes`) reads only a day's last frame, so the object is streamed and each line replaces the last: a
-session's few MB never sit in memory at once.
+session's few MB never sit in memory at once. The live service reads it from a child process
+(:class:`SpawnedArchive`); ``upload.py``, which has boto3 loaded anyway, directly (:class:`S3Archive`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from oi.closes import SessionClose
+from oi.config import Config
 from oi.market.calendar import MarketCalendar
 from oi.market.model import OptionChain
 
@@ -26,6 +32,9 @@ def archive_key(symbol: str, expiry: str, day: date) -> str:
     return f"{PREFIX}{day.isoformat()}/{symbol}_{expiry}.jsonl.gz"
 
 
+Wanted = tuple[str, str, date]  # (symbol, expiry, session day)
+
+
 class S3Archive:
     """The published archive in `bucket`, through a boto3 client (:func:`oi.s3.make_client`: its timeouts and
     retries are the ones every S3 call here has)."""
@@ -34,25 +43,61 @@ class S3Archive:
         self.client = client
         self.bucket = bucket
 
-    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
-        # Imported here, as the client is made by the caller only when needed: the live service does not load
-        # boto3 (~25 MB) unless a day has to come from the archive.
-        from botocore.exceptions import ClientError
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
+        """The closes of `wanted` the archive holds, by close id. A day never published is simply absent; any other
+        failure (no access, no network) is logged and ends the reading: what was read so far is kept."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         from oi.s3 import is_not_found
 
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=archive_key(symbol, expiry, day))["Body"]
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None  # not published that day (a holiday, a day the box did not run)
-            raise
+        out = {}
+        for symbol, expiry, day in wanted:
+            key = archive_key(symbol, expiry, day)
+            try:
+                chain = self._last_frame(key)
+            except ClientError as exc:
+                if is_not_found(exc):
+                    continue  # not published that day (a holiday, a day the box did not run)
+                log.warning("cannot read s3://%s/%s (%s): the rest waits for the next run", self.bucket, key, exc)
+                break
+            except (BotoCoreError, OSError, EOFError, ValueError) as exc:
+                log.warning("cannot read s3://%s/%s (%s): the rest waits for the next run", self.bucket, key, exc)
+                break
+            if chain is not None:
+                close = SessionClose.from_chain(chain)
+                out[close.id] = close
+        return out
+
+    def _last_frame(self, key: str) -> OptionChain | None:
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         last = b""
         with body, gzip.GzipFile(fileobj=body) as lines:
             for line in lines:
                 if line.strip():
                     last = line
         return OptionChain.from_doc(json.loads(last)) if last else None
+
+
+def _read_s3(config: Config, bucket: str, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
+    from oi.s3 import make_client
+
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return S3Archive(make_client(config), bucket).closes(wanted)
+
+
+class SpawnedArchive:
+    """The published archive, read by a short-lived child process: boto3 and botocore take ~30 MiB that a live
+    worker would keep for good after a one-off read (a first run, a lost store); the child gives it all back."""
+
+    def __init__(self, config: Config, bucket: str, timeout: float = 600.0) -> None:
+        self.config = config
+        self.bucket = bucket
+        self.timeout = timeout
+
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
+        # "spawn": a fresh interpreter, not a fork of a threaded worker (locks held by other threads, the store).
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_read_s3, self.config, self.bucket, list(wanted)).result(timeout=self.timeout)
 
 
 class DemoArchive:
@@ -63,7 +108,11 @@ class DemoArchive:
         self.source = source
         self.calendar = calendar
 
-    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
-        _, close = self.calendar.session(day)
-        last: datetime = close - timedelta(seconds=30)  # the last frame a 1-minute history keeps
-        return self.source.chain(symbol, expiry, last)
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
+        out = {}
+        for symbol, expiry, day in wanted:
+            _, close = self.calendar.session(day)
+            last: datetime = close - timedelta(seconds=30)  # the last frame a 1-minute history keeps
+            found = SessionClose.from_chain(self.source.chain(symbol, expiry, last))
+            out[found.id] = found
+        return out

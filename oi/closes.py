@@ -9,15 +9,14 @@ is dropped after ``OI_RETENTION_DAYS``, a close only that long after its expiry 
 holder, every few minutes, after the close and at shut-down), so the next day has it for free. :func:`record` fills
 in what is still missing of the last ``OI_COMPARE_SESSIONS`` trading days of every followed expiry: from the
 store's history while it still has that day (one pass per day: on the embedded store any query reads the whole
-day), else from the published archive (:class:`oi.archive.S3Archive`); the demo replays its own market
-(:class:`oi.archive.DemoArchive`). ``upload.py`` runs it too before it renders, so the snapshot carries the same
-closes as the live page.
+day), else from the published archive (:mod:`oi.archive`); the demo replays its own market. ``upload.py`` runs it
+too before it renders, so the snapshot carries the same closes as the live page.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -32,24 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class Archive(Protocol):
-    """Where a session's frames are kept after the store lets go of them."""
+    """Where a session's frames are kept after the store lets go of them (:mod:`oi.archive`)."""
 
-    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
-        """The last frame of (symbol, expiry) on `day`, None if that day has none."""
-
-
-class LazyArchive:
-    """An archive built on first use: reading S3 means loading boto3 (~25 MB) into the live service, which only a
-    day missing from the store justifies."""
-
-    def __init__(self, build: Callable[[], Archive]) -> None:
-        self._build = build
-        self._archive: Archive | None = None
-
-    def close(self, symbol: str, expiry: str, day: date) -> OptionChain | None:
-        if self._archive is None:
-            self._archive = self._build()
-        return self._archive.close(symbol, expiry, day)
+    def closes(self, wanted: Sequence[tuple[str, str, date]]) -> dict[str, SessionClose]:
+        """The closes of the (symbol, expiry, day)s `wanted` that it holds, by close id."""
 
 
 @dataclass(frozen=True)
@@ -195,33 +180,37 @@ def record(
     an expiry's own expiry date is skipped, and so are the ids in `skip` (days found missing before). Idempotent: a
     second run reads and writes nothing."""
     done = store.close_ids() | set(skip)
+    pairs = list(pairs)
     in_store = set(store.history_days())
     wanted = [(s, e, day) for day in days for s, e in pairs if close_id(s, e, day) not in done and day.isoformat() <= e]
     frames: dict[date, dict[tuple[str, str], OptionChain]] = {}
     out = Recorded()
+    elsewhere: list[tuple[str, str, date]] = []
     for symbol, expiry, day in wanted:
-        key = close_id(symbol, expiry, day)
         chain = None
         if day in in_store:
             if day not in frames:
                 frames = {day: store.last_frames(day)}  # one day's pass at a time: each is a whole collection
             chain = frames[day].get((symbol, expiry))
-            if chain is not None:
-                out.from_store.append(key)
-        if chain is None and archive is not None:
-            try:
-                chain = archive.close(symbol, expiry, day)
-            except Exception:
-                # An archive we cannot read (no credentials, no bucket, a network outage): the page has fewer
-                # sessions to compare, and this run asks no more of it than once.
-                log.warning("could not read the archive (%s %s on %s)", symbol, expiry, day, exc_info=True)
-                archive = None
-            if chain is not None:
-                out.from_archive.append(key)
         if chain is None:
-            out.missing.append(key)
+            elsewhere.append((symbol, expiry, day))
             continue
         store.save_close(SessionClose.from_chain(chain).to_doc())
+        out.from_store.append(close_id(symbol, expiry, day))
+    found: dict[str, SessionClose] = {}
+    if elsewhere and archive is not None:
+        try:
+            found = archive.closes(elsewhere)
+        except Exception:  # a child that died, a timeout: the page has fewer sessions to compare until next time
+            log.warning("could not read %d session(s) from the archive", len(elsewhere), exc_info=True)
+    for symbol, expiry, day in elsewhere:
+        key = close_id(symbol, expiry, day)
+        close = found.get(key)
+        if close is None:
+            out.missing.append(key)
+            continue
+        store.save_close(close.to_doc())
+        out.from_archive.append(key)
     if out:
         log.info(
             "recorded %d session close(s): %d from the store, %d from the archive; %d day(s) have none",

@@ -123,19 +123,13 @@ def build_feed(config: Config, source: Source, calendar: MarketCalendar, clock: 
 
 def build_archive(config: Config, source: Source, calendar: MarketCalendar) -> closes.Archive | None:
     """Where day over day reads a session the store no longer has: the published archive when a bucket is configured
-    (boto3 loaded only when a day is missing, :class:`oi.closes.LazyArchive`), else the demo's own market."""
-    from oi.archive import DemoArchive, S3Archive
+    (read by a child process, so this one never loads boto3), else the demo's own market."""
+    from oi.archive import DemoArchive, SpawnedArchive
 
     bucket = config.archive_bucket or config.s3_bucket
-    if not bucket:
-        return DemoArchive(source, calendar) if getattr(source, "name", "") == "demo" else None
-
-    def s3() -> S3Archive:
-        from oi.s3 import make_client
-
-        return S3Archive(make_client(config), bucket)
-
-    return closes.LazyArchive(s3)
+    if bucket:
+        return SpawnedArchive(config, bucket)
+    return DemoArchive(source, calendar) if getattr(source, "name", "") == "demo" else None
 
 
 class _SkippedTicks(logging.Filter):

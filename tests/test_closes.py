@@ -13,12 +13,13 @@ import mongomock
 import pytest
 
 from oi import closes
-from oi.archive import S3Archive
+from oi.archive import S3Archive, SpawnedArchive
 from oi.cli import upload_main
 from oi.closes import SessionClose
 from oi.market.calendar import IST, MarketCalendar
 from oi.store import Store, history_collection
 from oi.web import create_app
+from tests.fakes import closed_port_url
 from tests.fakes.moto import aws_env, moto_server
 from tests.helpers import make_config
 from tests.session import record_session
@@ -83,9 +84,9 @@ def test_days_neither_the_store_nor_the_archive_has_are_missing_and_asked_once()
         def __init__(self):
             self.asked = []
 
-        def close(self, symbol, expiry, day):
-            self.asked.append((symbol, expiry, day))
-            return None
+        def closes(self, wanted):
+            self.asked.extend(wanted)
+            return {}
 
     archive = Counting()
     done = closes.record(store, pairs, [D1, D2], archive)
@@ -100,11 +101,11 @@ def test_days_neither_the_store_nor_the_archive_has_are_missing_and_asked_once()
     class Broken:
         calls = 0
 
-        def close(self, symbol, expiry, day):
+        def closes(self, wanted):
             Broken.calls += 1
-            raise ConnectionError("no route to S3")
+            raise ConnectionError("the child process died")
 
-    # An archive that fails is asked once per run, and what the store has is still recorded.
+    # An archive that fails is asked once per run (one batch), and what the store has is still recorded.
     store2, _ = recorded(days=(D2,))
     done = closes.record(store2, pairs, [D1, D2], Broken())
     assert Broken.calls == 1
@@ -222,6 +223,7 @@ def test_sessions_the_store_lost_come_back_from_the_published_archive(monkeypatc
         config = make_config(**env, OI_NOW=f"{D3}T09:21:00+05:30", OI_COMPARE_SESSIONS="5")
         app = create_app(config, store=store)
         rt = app.extensions["oi"]
+        assert isinstance(rt.archive, SpawnedArchive)  # read in a child: this process never loads boto3 for it
         done = rt.record_closes()
         assert sorted(done.from_archive) == sorted(expected)  # every one of them, from S3
         assert not done.from_store
@@ -237,7 +239,7 @@ def test_sessions_the_store_lost_come_back_from_the_published_archive(monkeypatc
         # Missing days (the 20th, 23rd: never published) were asked once; a second run asks S3 nothing.
         assert done.missing
         calls = []
-        monkeypatch.setattr(S3Archive, "close", lambda self, *a: calls.append(a))
+        monkeypatch.setattr(SpawnedArchive, "closes", lambda self, wanted: calls.append(wanted) or {})
         assert not rt.record_closes() and calls == []
 
 
@@ -261,3 +263,22 @@ def test_todays_close_is_kept_from_memory_and_the_next_day_reads_it_without_the_
     body = client.get("/api/closes", query_string={"symbol": "NIFTY", "expiry": expiry}).get_json()
     assert [s["day"] for s in body["sessions"]] == ["2026-11-25"]
     assert body["sessions"][0]["ce_oi"] == list(expected[closes.close_id("NIFTY", expiry, D1)].ce_oi)
+
+
+def test_an_unreachable_archive_is_logged_and_reading_stops(caplog):
+    """A bucket that cannot be reached (here nothing listens) ends the reading at the first failure with a warning,
+    instead of waiting out every (symbol, expiry, day) in turn."""
+    from botocore.config import Config as BotoConfig
+
+    client = boto3.client(
+        "s3",
+        region_name="ap-south-1",
+        endpoint_url=closed_port_url(),
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=BotoConfig(connect_timeout=1, retries={"max_attempts": 1}),
+    )
+    wanted = [("NIFTY", "2026-12-01", D1), ("NIFTY", "2026-12-01", D2)]
+    assert S3Archive(client, "nowhere").closes(wanted) == {}
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "cannot read s3://nowhere" in r.message]
+    assert len(warnings) == 1 and "2026-11-25" in warnings[0].message

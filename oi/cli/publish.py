@@ -151,10 +151,11 @@ def _archive(svc: Services, config, publishing: bool) -> closes.Archive | None:
         from oi.archive import S3Archive
         from oi.s3 import make_client
 
-        def s3() -> S3Archive:
-            return S3Archive(svc.s3 or make_client(config), config.archive_bucket or config.s3_bucket)
-
-        return closes.LazyArchive(s3)
+        try:
+            client = svc.s3 or make_client(config)
+        except ValueError:  # half-set AWS keys: the publish step below says so
+            return None
+        return S3Archive(client, config.archive_bucket or config.s3_bucket)
     if config.source == "demo":
         from oi.archive import DemoArchive
         from oi.service import build_source
