@@ -12,10 +12,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import multiprocessing
+import pickle
+import subprocess
+import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from oi.closes import SessionClose
@@ -26,6 +28,7 @@ from oi.market.model import OptionChain
 log = logging.getLogger(__name__)
 
 PREFIX = "archive/"
+ROOT = Path(__file__).resolve().parent.parent  # where ``-m oi.archive`` finds the package
 
 
 def archive_key(symbol: str, expiry: str, day: date) -> str:
@@ -78,16 +81,11 @@ class S3Archive:
         return OptionChain.from_doc(json.loads(last)) if last else None
 
 
-def _read_s3(config: Config, bucket: str, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
-    from oi.s3 import make_client
-
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return S3Archive(make_client(config), bucket).closes(wanted)
-
-
 class SpawnedArchive:
-    """The published archive, read by a short-lived child process: boto3 and botocore take ~30 MiB that a live
-    worker would keep for good after a one-off read (a first run, a lost store); the child gives it all back."""
+    """The published archive, read by a short-lived child process (``python -m oi.archive``): boto3 and botocore
+    take ~30 MiB that a live worker would keep for good after a one-off read (a first run, a lost store); the
+    child gives it all back. A plain subprocess, not multiprocessing: spawning re-imports the parent's main module,
+    and ``python app.py``'s builds and starts a whole service."""
 
     def __init__(self, config: Config, bucket: str, timeout: float = 600.0) -> None:
         self.config = config
@@ -95,9 +93,30 @@ class SpawnedArchive:
         self.timeout = timeout
 
     def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
-        # "spawn": a fresh interpreter, not a fork of a threaded worker (locks held by other threads, the store).
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_read_s3, self.config, self.bucket, list(wanted)).result(timeout=self.timeout)
+        request = pickle.dumps((self.config, self.bucket, list(wanted)))  # our own process: pickle is safe here
+        done = subprocess.run(
+            [sys.executable, "-m", "oi.archive"],
+            input=request,
+            capture_output=True,
+            timeout=self.timeout,
+            cwd=ROOT,
+            check=False,
+        )
+        for line in done.stderr.decode(errors="replace").splitlines():
+            log.warning("archive reader: %s", line)
+        if done.returncode != 0:
+            raise RuntimeError(f"the archive reader exited with {done.returncode}")
+        return pickle.loads(done.stdout)
+
+
+def main() -> None:
+    """``python -m oi.archive``: read (config, bucket, wanted) pickled on stdin, write the closes pickled on stdout;
+    warnings go to stderr, which the parent logs."""
+    from oi.s3 import make_client
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    config, bucket, wanted = pickle.load(sys.stdin.buffer)
+    sys.stdout.buffer.write(pickle.dumps(S3Archive(make_client(config), bucket).closes(wanted)))
 
 
 class DemoArchive:
@@ -116,3 +135,7 @@ class DemoArchive:
             found = SessionClose.from_chain(self.source.chain(symbol, expiry, last))
             out[found.id] = found
         return out
+
+
+if __name__ == "__main__":
+    main()
