@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from oi.closes import SessionClose
+from oi.closes import SessionClose, close_id
 from oi.config import Config
 from oi.market.calendar import MarketCalendar
 from oi.market.model import OptionChain
@@ -46,9 +46,9 @@ class S3Archive:
         self.client = client
         self.bucket = bucket
 
-    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
-        """The closes of `wanted` the archive holds, by close id. A day never published is simply absent; any other
-        failure (no access, no network) is logged and ends the reading: what was read so far is kept."""
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose | None]:
+        """The closes of `wanted`, by close id; None for a day never published. Any other failure (no access, no
+        network) is logged and ends the reading: what was read so far is kept, the rest is left out (unknown)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         from oi.s3 import is_not_found
@@ -60,15 +60,14 @@ class S3Archive:
                 chain = self._last_frame(key)
             except ClientError as exc:
                 if is_not_found(exc):
-                    continue  # not published that day (a holiday, a day the box did not run)
+                    out[close_id(symbol, expiry, day)] = None  # not published that day (a holiday, the box was off)
+                    continue
                 log.warning("cannot read s3://%s/%s (%s): the rest waits for the next run", self.bucket, key, exc)
                 break
             except (BotoCoreError, OSError, EOFError, ValueError) as exc:
                 log.warning("cannot read s3://%s/%s (%s): the rest waits for the next run", self.bucket, key, exc)
                 break
-            if chain is not None:
-                close = SessionClose.from_chain(chain)
-                out[close.id] = close
+            out[close_id(symbol, expiry, day)] = SessionClose.from_chain(chain) if chain is not None else None
         return out
 
     def _last_frame(self, key: str) -> OptionChain | None:
@@ -92,7 +91,7 @@ class SpawnedArchive:
         self.bucket = bucket
         self.timeout = timeout
 
-    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose | None]:
         request = pickle.dumps((self.config, self.bucket, list(wanted)))  # our own process: pickle is safe here
         done = subprocess.run(
             [sys.executable, "-m", "oi.archive"],
@@ -127,8 +126,8 @@ class DemoArchive:
         self.source = source
         self.calendar = calendar
 
-    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose]:
-        out = {}
+    def closes(self, wanted: Sequence[Wanted]) -> dict[str, SessionClose | None]:
+        out: dict[str, SessionClose | None] = {}
         for symbol, expiry, day in wanted:
             _, close = self.calendar.session(day)
             last: datetime = close - timedelta(seconds=30)  # the last frame a 1-minute history keeps

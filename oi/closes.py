@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 class Archive(Protocol):
     """Where a session's frames are kept after the store lets go of them (:mod:`oi.archive`)."""
 
-    def closes(self, wanted: Sequence[tuple[str, str, date]]) -> dict[str, SessionClose]:
-        """The closes of the (symbol, expiry, day)s `wanted` that it holds, by close id."""
+    def closes(self, wanted: Sequence[tuple[str, str, date]]) -> dict[str, SessionClose | None]:
+        """The closes of the (symbol, expiry, day)s `wanted`, by close id: None for a day it knows it lacks; a day
+        it could not find out about (a failure part-way) is left out."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Recorded:
     from_store: list[str] = field(default_factory=list)
     from_archive: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # neither the store nor the archive has that day
+    unread: list[str] = field(default_factory=list)  # the archive could not be asked (a failure): try again later
 
     def __bool__(self) -> bool:
         return bool(self.from_store or self.from_archive)
@@ -177,8 +179,8 @@ def record(
 ) -> Recorded:
     """Store the close of every (symbol, expiry) in `pairs` on every day of `days` that the store does not hold a
     close of yet: cut from the store's history when it still has that day, else read from `archive`. A day after
-    an expiry's own expiry date is skipped, and so are the ids in `skip` (days found missing before). Idempotent: a
-    second run reads and writes nothing."""
+    an expiry's own expiry date is skipped, and so are the ids in `skip` (days found missing before: the caller keeps
+    :attr:`Recorded.missing`, never :attr:`Recorded.unread`). Idempotent: a second run reads and writes nothing."""
     done = store.close_ids() | set(skip)
     pairs = list(pairs)
     in_store = set(store.history_days())
@@ -197,7 +199,7 @@ def record(
             continue
         store.save_close(SessionClose.from_chain(chain).to_doc())
         out.from_store.append(close_id(symbol, expiry, day))
-    found: dict[str, SessionClose] = {}
+    found: dict[str, SessionClose | None] = {}
     if elsewhere and archive is not None:
         try:
             found = archive.closes(elsewhere)
@@ -207,17 +209,19 @@ def record(
         key = close_id(symbol, expiry, day)
         close = found.get(key)
         if close is None:
-            out.missing.append(key)
+            # Known absent (or no archive to ask) is missing for good; not found out about is worth another try.
+            (out.unread if archive is not None and key not in found else out.missing).append(key)
             continue
         store.save_close(close.to_doc())
         out.from_archive.append(key)
     if out:
         log.info(
-            "recorded %d session close(s): %d from the store, %d from the archive; %d day(s) have none",
+            "recorded %d session close(s): %d from the store, %d from the archive; %d day(s) have none, %d unread",
             len(out.from_store) + len(out.from_archive),
             len(out.from_store),
             len(out.from_archive),
             len(out.missing),
+            len(out.unread),
         )
     return out
 

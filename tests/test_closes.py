@@ -86,7 +86,7 @@ def test_days_neither_the_store_nor_the_archive_has_are_missing_and_asked_once()
 
         def closes(self, wanted):
             self.asked.extend(wanted)
-            return {}
+            return {closes.close_id(*w): None for w in wanted}  # it knows it has none of them
 
     archive = Counting()
     done = closes.record(store, pairs, [D1, D2], archive)
@@ -110,6 +110,8 @@ def test_days_neither_the_store_nor_the_archive_has_are_missing_and_asked_once()
     done = closes.record(store2, pairs, [D1, D2], Broken())
     assert Broken.calls == 1
     assert len(done.from_store) == len(pairs)
+    # Not found out about is not "missing": the service asks again on its next run instead of skipping them.
+    assert not done.missing and sorted(done.unread) == sorted(closes.close_id(s, e, D1) for s, e in pairs)
 
 
 def test_combined_expiries_sum_oi_on_the_days_every_expiry_has():
@@ -237,7 +239,7 @@ def test_sessions_the_store_lost_come_back_from_the_published_archive(monkeypatc
                 assert got["ce_oi"] == list(want.ce_oi) and got["pe_oi"] == list(want.pe_oi)
                 assert datetime.fromisoformat(got["as_of"]) == want.as_of
         # Missing days (the 20th, 23rd: never published) were asked once; a second run asks S3 nothing.
-        assert done.missing
+        assert done.missing and not done.unread
         calls = []
         monkeypatch.setattr(SpawnedArchive, "closes", lambda self, wanted: calls.append(wanted) or {})
         assert not rt.record_closes() and calls == []
@@ -279,6 +281,28 @@ def test_an_unreachable_archive_is_logged_and_reading_stops(caplog):
         config=BotoConfig(connect_timeout=1, retries={"max_attempts": 1}),
     )
     wanted = [("NIFTY", "2026-12-01", D1), ("NIFTY", "2026-12-01", D2)]
-    assert S3Archive(client, "nowhere").closes(wanted) == {}
+    assert S3Archive(client, "nowhere").closes(wanted) == {}  # neither found nor known absent: both unread
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "cannot read s3://nowhere" in r.message]
     assert len(warnings) == 1 and "2026-11-25" in warnings[0].message
+
+
+def test_the_service_asks_again_what_it_could_not_find_out_but_not_what_is_known_absent():
+    store, _ = recorded(days=(D2,))
+    config = make_config(OI_SYMBOLS="NIFTY,BANKNIFTY", OI_SOURCE="demo", OI_NOW=f"{D3}T10:00:00+05:30")
+    rt = create_app(config, store=store).extensions["oi"]
+    asked: list[int] = []
+
+    class Flaky:
+        def closes(self, wanted):
+            asked.append(len(wanted))
+            if len(asked) == 1:
+                raise TimeoutError("the archive reader timed out")
+            return {closes.close_id(*w): None for w in wanted}
+
+    rt.archive = Flaky()
+    first = rt.record_closes()
+    assert first.unread and not first.missing and asked == [len(first.unread)]
+    second = rt.record_closes()  # asked again: the first run never found out
+    assert asked == [len(first.unread), len(first.unread)] and sorted(second.missing) == sorted(first.unread)
+    rt.record_closes()  # known absent now: not asked a third time
+    assert len(asked) == 2
