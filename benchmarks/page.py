@@ -25,16 +25,26 @@ sys.path.insert(0, str(ROOT))
 
 import mongomock  # noqa: E402
 
+from oi import closes  # noqa: E402
+from oi.archive import DemoArchive  # noqa: E402
 from oi.config import from_env  # noqa: E402
-from oi.market.calendar import IST  # noqa: E402
+from oi.market.calendar import IST, MarketCalendar  # noqa: E402
 from oi.store import Store  # noqa: E402
 from oi.web import create_app  # noqa: E402
 from tests.browser import browser_page, serve  # noqa: E402
 from tests.session import DAY, record_session  # noqa: E402
 
 POLLS = 100
-POLL = """async () => {
+# A poll as the page's own timer makes it. The page also polls by itself: wait out one in flight, and until the
+# page shows the minute just added (a refresh asked for while another runs only queues one).
+POLL = """async (expected) => {
+  const idle = async () => { while (OI.state.inflight) await new Promise((r) => setTimeout(r, 2)); };
+  await idle();
   await OI.refresh();
+  while (Date.parse(OI.state.last.as_of) < Date.parse(expected)) {
+    await idle();
+    await OI.refresh();
+  }
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 0))));
 }"""
 STEP = """async (i) => {
@@ -53,8 +63,17 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
     demo = record_session(store, ("NIFTY", "BANKNIFTY"), DAY, start=time(9, 15), end=time(13, 49))
+    # Twenty earlier sessions' closes, so the day-over-day chart is drawn on every poll too.
+    calendar = MarketCalendar()
+    pairs = [(s, demo.expiries(s, DAY)[0]) for s in ("NIFTY", "BANKNIFTY")]
+    closes.record(store, pairs, closes.earlier_sessions(calendar, DAY, 20), DemoArchive(demo, calendar))
     config = from_env(
-        {"OI_REFRESHER": "0", "OI_NOW": f"{DAY.isoformat()}T15:29:30+05:30", "OI_SYMBOLS": "NIFTY,BANKNIFTY"}
+        {
+            "OI_REFRESHER": "0",
+            "OI_NOW": f"{DAY.isoformat()}T15:29:30+05:30",
+            "OI_SYMBOLS": "NIFTY,BANKNIFTY",
+            "OI_FEED": "off",  # a recorded session: the page polls on the REST cadence
+        }
     )
     app = create_app(config, store=store)
     rt = app.extensions["oi"]
@@ -74,6 +93,13 @@ def main() -> None:
         for name, b in sorted(bodies, key=lambda x: -len(x[1]))[:5]:
             print(f"  {len(gzip.compress(b, 6)) / 1024:6.1f} KB gz  {name.replace(url, '/')}")
 
+        # Answers carry max-age (oi/http.py): the browser would answer the next poll from its cache until it lapses,
+        # where the page's own polling waits for it. Here each poll follows a new minute at once, so no cache.
+        # (Chromium applies it only with the Network domain enabled. Without this, the last session's runs rendered
+        # the history's new point but a cached /api/oi: the table and bar charts did not change on most polls.)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
         results = {}
         page.evaluate("performance.clearMeasures()")
         for i in range(POLLS):
@@ -81,8 +107,9 @@ def main() -> None:
             for symbol in ("NIFTY", "BANKNIFTY"):
                 store.save_chain(demo.chain(symbol, demo.expiries(symbol, DAY)[0], at))
             rt.views.sync(DAY)
-            page.evaluate(POLL)
+            page.evaluate(POLL, at.isoformat())
         assert page.evaluate("OI.charts.intraday.data[0].length") == 275 + POLLS
+        assert page.evaluate("OI.charts.sessions.data[0].length") == 21  # 20 closes and now
         results["live polls, a new minute each"] = measures(page)
         for i in range(POLLS):
             page.evaluate(STEP, i + 1)
