@@ -549,7 +549,11 @@
       const key = state.units + "|" + document.documentElement.dataset.theme + "|" + labels.join(",") + "|" + strikes.join(",");
       charts.put("sessions", data, key, (el) =>
         Object.assign(charts.base(el, 200, c, "sessions"), {
-          scales: { x: { time: false, range: [-0.5, n + 0.5] }, y: { range: (u, lo, hi) => pad(lo, hi, 0.05) } },
+          scales: {
+            x: { time: false, range: [-0.5, n + 0.5] },
+            // Headroom for the "vs" marker's label, which sits at the top of the plot: it never covers a point.
+            y: { range: (u, lo, hi) => ((r) => [r[0], r[1] + 0.15 * (r[1] - r[0])])(pad(lo, hi, 0.05)) },
+          },
           axes: [
             // Every session gets a tick; on a narrow chart only every k-th is labelled (and always the last).
             charts.axis(c, {

@@ -37,6 +37,22 @@ CANVAS = """() => {
 }"""
 
 
+# Whether the marker's label box (CSS px in the canvas, as drawn) keeps clear of every point of every series.
+LABEL_CLEAR = """() => {
+  const u = window.OI.charts.sessions;
+  const box = window.OI.charts.labels.sessions[0];
+  const dpr = devicePixelRatio;
+  for (let s = 1; s < u.data.length; s++)
+    for (let i = 0; i < u.data[0].length; i++) {
+      if (u.data[s][i] === null) continue;
+      const x = u.valToPos(u.data[0][i], 'x', true) / dpr;
+      const y = u.valToPos(u.data[s][i], 'y', true) / dpr;
+      if (x >= box.x - 4 && x <= box.x + box.w + 4 && y >= box.y - 4 && y <= box.y + box.h + 4) return false;
+    }
+  return true;
+}"""
+
+
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     store = Store(mongomock.MongoClient()["oi"], "mongomock")
@@ -125,6 +141,32 @@ def test_oi_vs_an_earlier_close_in_the_table_and_the_sessions_chart(market, wher
         assert "vs=" not in page.url
         assert page.evaluate("window.OI.charts.labels.sessions") == []
         assert errors == []
+
+
+def test_the_vs_label_never_covers_the_top_point(market):
+    """The compared session's label sits at the top of the chart: with the highest point of the chart right under it
+    (a strike whose OI peaked at that session's close), the label must still keep clear of it."""
+    store, expiry = market["store"], market["expiry"]
+    now = market["api"].get("/api/oi", query_string={"symbol": "NIFTY", "strikes": "10"}).get_json()
+    days = {d: SessionClose.from_chain(store.history("NIFTY", expiry, d)[-1]) for d in (D1, D2)}
+    chosen = None
+    for row in now["strikes"]:
+        k = float(row["strike"])
+        points = [(row[side]["oi"], None) for side in ("ce", "pe")]
+        for day, close in days.items():
+            j = close.strikes.index(k)
+            points += [(close.ce_oi[j], day), (close.pe_oi[j], day)]
+        _, day = max(points, key=lambda p: p[0])
+        if day is not None:
+            chosen = (row["strike"], day)
+            break
+    assert chosen, "no strike peaked at an earlier close in this recording"
+    strike, day = chosen
+    with browser_page(viewport={"width": 1440, "height": 900}) as page:
+        page.goto(market["live"] + f"?symbol=NIFTY&pick={strike}&vs={day}")
+        page.wait_for_function(ROWS, timeout=15000)
+        page.wait_for_function("(window.OI.charts.labels.sessions || []).length === 1", timeout=10000)
+        assert page.evaluate(LABEL_CLEAR), f"the 'vs' label covers a point ({strike} on {day})"
 
 
 def test_a_day_without_a_stored_close_is_said_and_ignored(market):
