@@ -259,6 +259,24 @@ def load(store: Store) -> dict[tuple[str, str], list[SessionClose]]:
     return out
 
 
+def for_views(
+    stored: Mapping[tuple[str, str], Sequence[SessionClose]],
+    expiries: Mapping[str, Sequence[str]],
+    day: date,
+    count: int,
+) -> dict[tuple[str, str], list[SessionClose]]:
+    """What each view offers to compare with, for the live page and the snapshot alike: per (symbol, expiry) the last
+    `count` closes before `day`, and for a symbol with several expiries the combined ones (:func:`combine`)."""
+    out: dict[tuple[str, str], list[SessionClose]] = {}
+    for symbol, have in expiries.items():
+        parts = [e for e in have if e != analytics.COMBINED]
+        for expiry in parts:
+            out[(symbol, expiry)] = before(stored.get((symbol, expiry), []), day, count)
+        if len(parts) > 1:
+            out[(symbol, analytics.COMBINED)] = combine([out[(symbol, e)] for e in parts])
+    return out
+
+
 def before(closes: Sequence[SessionClose], day: date, count: int) -> list[SessionClose]:
     """The last `count` closes of sessions before `day`, oldest first."""
     return [c for c in closes if c.day < day][-count:] if count > 0 else []

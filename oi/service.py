@@ -236,9 +236,9 @@ class Service:
         else:
             self.store_down = self.refresher.store_down
             self.alerts.after_sync(self.views, changed, self.refresher.is_leader, today)  # never raises
-            if changed and self._followed() != self._close_pairs and self.scheduler is not None:
+            if changed and self.views.followed(combined=False) != self._close_pairs and self.scheduler is not None:
                 # A new expiry (a fresh store's first refresh, a roll-over): its earlier sessions now, not in 5 min.
-                self._close_pairs = self._followed()
+                self._close_pairs = self.views.followed(combined=False)
                 with contextlib.suppress(Exception):  # shutting down: the job is gone
                     self.scheduler.modify_job("closes", next_run_time=datetime.now(IST))
 
@@ -303,7 +303,7 @@ class Service:
                 return None
             self.record_today(lead=False)
             today = self.clock().astimezone(IST).date()
-            pairs = self._close_pairs = self._followed()
+            pairs = self._close_pairs = self.views.followed(combined=False)
             days = closes.earlier_sessions(self.calendar, today, self.config.compare_sessions)
             done = closes.record(self.store, pairs, days, self.archive, skip=self._no_close)
         except Exception:
@@ -325,9 +325,6 @@ class Service:
         except Exception:
             log.warning("recording today's session close failed; the next run retries", exc_info=True)
             return 0
-
-    def _followed(self) -> list[tuple[str, str]]:
-        return [(s, e) for s, have in self.views.expiries.items() for e in have if e != COMBINED]
 
     def close(self) -> None:
         """Stop refreshing and hand the lease over at once instead of after its TTL. Idempotent."""

@@ -91,17 +91,14 @@ class Dataset:
 
 
 def attach_closes(store: Store, datasets: list[Dataset], day: date, count: int) -> None:
-    """Give every dataset the closes of the `count` sessions before `day` (:mod:`oi.closes`), as the live page's
-    /api/closes would; the combined dataset sums its expiries' on the days they all have."""
-    stored = closes.load(store)
-    parts: dict[str, list[list[SessionClose]]] = {}
+    """Give every dataset the closes of the `count` sessions before `day` (:mod:`oi.closes`), by the rule the live
+    page's /api/closes follows (:func:`oi.closes.for_views`)."""
+    expiries: dict[str, list[str]] = {}
     for ds in datasets:
-        if ds.expiry != analytics.COMBINED:
-            ds.closes = closes.before(stored.get((ds.symbol, ds.expiry), []), day, count)
-            parts.setdefault(ds.symbol, []).append(ds.closes)
+        expiries.setdefault(ds.symbol, []).append(ds.expiry)
+    offered = closes.for_views(closes.load(store), expiries, day, count)
     for ds in datasets:
-        if ds.expiry == analytics.COMBINED:
-            ds.closes = closes.combine(parts.get(ds.symbol, []))
+        ds.closes = offered.get((ds.symbol, ds.expiry), [])
 
 
 def collect(store: Store, symbols: tuple[str, ...], expiries_per_symbol: int, day: date) -> list[Dataset]:

@@ -149,24 +149,18 @@ class ViewCache:
     def _sync_closes(self, today: date) -> None:
         """Re-read the session closes when one was stored (or the day turned): rarely, a few a day."""
         stamp = (self.store.closes_stamp(), today)
-        if stamp == self._closes_stamp and all(key in self.closes_bodies for key in self._followed()):
+        if stamp == self._closes_stamp and all(key in self.closes_bodies for key in self.followed()):
             return
-        stored = closes.load(self.store)
-        found: dict[tuple[str, str], list[closes.SessionClose]] = {}
-        for symbol, have in self.expiries.items():
-            parts = [e for e in have if e != COMBINED]
-            for expiry in parts:
-                found[(symbol, expiry)] = closes.before(stored.get((symbol, expiry), []), today, self.compare_sessions)
-            if len(parts) > 1:
-                found[(symbol, COMBINED)] = closes.combine([found[(symbol, e)] for e in parts])
+        found = closes.for_views(closes.load(self.store), self.expiries, today, self.compare_sessions)
         bodies = {
             (symbol, expiry): dumps({"symbol": symbol, "expiry": expiry, "sessions": [c.as_json() for c in kept]})
             for (symbol, expiry), kept in found.items()
         }
         self.closes_bodies, self._closes_stamp = bodies, stamp
 
-    def _followed(self) -> list[tuple[str, str]]:
-        return [(s, e) for s, have in self.expiries.items() for e in have]
+    def followed(self, combined: bool = True) -> list[tuple[str, str]]:
+        """The (symbol, expiry) pairs served, the combined ones too unless `combined` is False."""
+        return [(s, e) for s, have in self.expiries.items() for e in have if combined or e != COMBINED]
 
     def closes_body(self, symbol: str, expiry: str | None) -> bytes | None:
         """Earlier sessions' closing OI for (symbol, expiry) as /api/closes answers, oldest first; None if that
