@@ -216,7 +216,7 @@ def api_history() -> Response:
 
 @bp.get("/api/closes")
 def api_closes() -> Response:
-    """Day over day: each earlier session's closing OI (and LTP) per strike, oldest first; the page diffs the
+    """Day over day: each earlier session's closing OI per strike (and its totals), oldest first; the page diffs the
     current view against the one the reader picks."""
     rt = _rt()
     symbol = _symbol(rt)
