@@ -15,7 +15,7 @@ from oi.closes import SessionClose
 from oi.store import Store
 from oi.web import create_app
 from tests.browser import browser_page, serve, serve_dir
-from tests.glass.test_charts import differing
+from tests.glass.test_charts import PIXELS, SETTLE, differing
 from tests.glass.test_dashboard import cell, inr
 from tests.helpers import make_config
 from tests.session import record_session
@@ -27,13 +27,6 @@ FOOT = """(col) => {
   const head = [...document.querySelectorAll('#chain-head tr:last-child th')];
   const i = head.findIndex((h) => h.dataset.col === col);
   return i < 0 ? null : document.querySelector('#chain-foot tr').children[i].textContent;
-}"""
-CANVAS = """() => {
-  const c = document.querySelector('#chart-sessions canvas');
-  const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let s = '';
-  for (let i = 0; i < px.length; i += 8192) s += String.fromCharCode.apply(null, px.subarray(i, i + 8192));
-  return [c.width, c.height, btoa(s)];
 }"""
 
 
@@ -77,8 +70,8 @@ def market(tmp_path_factory):
 
 
 def sessions_canvas(page) -> list:
-    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
-    return page.evaluate(CANVAS)
+    page.evaluate(SETTLE)
+    return page.evaluate(PIXELS, ["chart-sessions"])[0]
 
 
 @pytest.mark.parametrize("where", ["live", "snapshot"])
